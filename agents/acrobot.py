@@ -1,0 +1,9 @@
+"""Acrobot-v1: A2C with GAE."""
+
+from pgrad.agent import A2C
+
+
+class Acrobot(A2C):
+    name = "acrobot"
+    env_id = "Acrobot-v1"
+    defaults = {**A2C.defaults, "total_steps": 300_000, "ent_coef": 0.01}

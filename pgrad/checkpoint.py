@@ -1,0 +1,109 @@
+"""Checkpoints: atomic writes, safe loads, and the last K kept.
+
+A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, written with
+``torch.save`` to a temporary file in the same folder, flushed and fsynced, then moved into place
+with ``os.replace`` (atomic on POSIX). A process killed at any moment, during a save included,
+leaves the previous checkpoint intact. Loading uses ``torch.load(weights_only=True)``, whose
+unpickler only rebuilds tensors and plain containers: a crafted file that would run code is
+refused.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT = "pgrad-checkpoint-1"
+_NAME = re.compile(r"^step_(\d+)\.pt$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, unreadable, unsafe or not a pgrad checkpoint."""
+
+
+def save(state: dict[str, Any], path: Path) -> Path:
+    """Write ``state`` to ``path`` atomically and return ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"format": FORMAT, **state}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def save_numbered(state: dict[str, Any], folder: Path, step: int, keep: int) -> Path:
+    """Save as ``folder/step_<step>.pt`` and delete all but the ``keep`` most recent."""
+    path = save(state, folder / f"step_{step:012d}.pt")
+    for old in list_checkpoints(folder)[:-keep]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def list_checkpoints(folder: Path) -> list[Path]:
+    """Checkpoints in ``folder``, oldest first (by the step in their name)."""
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def load(path: Path) -> dict[str, Any]:
+    """Load a checkpoint safely.
+
+    Raises:
+        CheckpointError: missing, truncated or corrupt file; a pickle that asks for anything but
+            tensors and plain containers (refused without running it); or not a pgrad checkpoint.
+    """
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many kinds for bad files; all mean "not loadable"
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if "weights_only" in str(err) or "Unsupported global" in str(err):
+            reason = "it contains objects other than tensors and plain data (refused unsafe pickle)"
+        raise CheckpointError(f"cannot load checkpoint {path}: {reason}") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a pgrad checkpoint")
+    return state
+
+
+def latest_loadable(folder: Path) -> tuple[Path, dict[str, Any]]:
+    """The newest checkpoint in ``folder`` that loads, skipping any damaged ones.
+
+    Raises:
+        CheckpointError: when there is none.
+    """
+    errors = []
+    for path in reversed(list_checkpoints(folder)):
+        try:
+            return path, load(path)
+        except CheckpointError as err:
+            errors.append(str(err))
+    detail = f" ({errors[0]})" if errors else ""
+    raise CheckpointError(f"no loadable checkpoint in {folder}{detail}")
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,273 @@
+"""The run configuration: one frozen dataclass whose field docstrings become ``--help``.
+
+Every hyperparameter of a run lives here. Derived sizes are properties, never patched after
+parsing. ``Config.validate`` checks every field on construction, so an invalid config cannot
+exist; ``Config.with_overrides`` parses ``key=value`` strings from the command line.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import json
+import math
+import types
+import typing
+from dataclasses import dataclass, fields
+from functools import cache
+from typing import Any
+
+BASELINES = ("none", "ema", "value", "loo", "group")
+ROLLOUTS = ("episodes", "steps")
+VECTORIZATION = ("auto", "sync", "async", "vector_entry_point")
+DEVICES = ("auto", "cpu", "cuda")
+ACTIVATIONS = ("tanh", "relu")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Hyperparameters of one training run."""
+
+    env_id: str = "CartPole-v1"
+    """Gymnasium environment id, e.g. CartPole-v1 or pgrad/ShortCorridor-v0."""
+    total_steps: int = 200_000
+    """Environment steps to train for, summed over all parallel environments."""
+    num_envs: int = 8
+    """Parallel environments in the vector environment."""
+    vectorization: str = "auto"
+    """Vector env kind: auto (numpy-vectorised where the env has one, else sync), sync, async or vector_entry_point."""
+    seed: int = 1
+    """Seed for Python, numpy, torch and every environment reset."""
+    device: str = "auto"
+    """Torch device: auto (cuda when available), cpu or cuda."""
+    torch_threads: int = 1
+    """Torch intra-op threads; one is fastest for the small networks of classic control."""
+
+    rollout: str = "steps"
+    """What one update learns from: 'steps' (num_steps per env, bootstrapped) or 'episodes' (one whole episode per env)."""
+    num_steps: int = 128
+    """Steps per environment in each rollout (rollout=steps)."""
+    max_episode_steps: int = 0
+    """Time limit per episode (0: the environment's own limit); episodes that hit it are truncated and bootstrapped."""
+
+    gamma: float = 0.99
+    """Discount factor in [0, 1]."""
+    gae_lambda: float = 0.95
+    """GAE(lambda) in [0, 1] when baseline=value; 1 gives Monte-Carlo returns minus the value."""
+    baseline: str = "value"
+    """Baseline: none, ema (moving average of returns), value (learned critic), loo (leave-one-out over groups), group (group-normalised)."""
+    group_size: int = 4
+    """Environments per group for baseline=loo/group; groups start from identically seeded resets where the env allows it."""
+    ema_decay: float = 0.9
+    """Decay of the moving-average baseline (baseline=ema), in [0, 1)."""
+    normalize_advantages: bool = True
+    """Normalise advantages to zero mean and unit std in each batch."""
+
+    learning_rate: float = 3e-3
+    """Adam learning rate (policy and critic)."""
+    learning_rate_final: float = -1.0
+    """Learning rate at the end of training, reached linearly (-1: constant)."""
+    ent_coef: float = 0.0
+    """Entropy bonus coefficient."""
+    ent_coef_final: float = -1.0
+    """Entropy coefficient at the end of training, reached linearly (-1: constant)."""
+    vf_coef: float = 0.5
+    """Weight of the value loss (baseline=value)."""
+    max_grad_norm: float = 0.5
+    """Clip the global gradient norm to this (0: no clipping)."""
+    hidden: tuple[int, ...] = (64, 64)
+    """Hidden layer widths of the policy and value networks, comma separated (empty: linear)."""
+    activation: str = "tanh"
+    """Hidden activation: tanh or relu."""
+    log_std_init: float = 0.0
+    """Initial log standard deviation of the Gaussian policy (Box actions)."""
+
+    grad_diagnostics: bool = False
+    """Log the policy gradient's variance and SNR from disjoint splits of each batch."""
+    grad_splits: int = 4
+    """Disjoint splits of the batch for grad_diagnostics."""
+    checkpoint_every: int = 50_000
+    """Save a checkpoint every this many environment steps (0: only at the end)."""
+    keep_checkpoints: int = 3
+    """How many recent checkpoints to keep."""
+    max_nonfinite_updates: int = 5
+    """Stop after this many consecutive updates with a non-finite loss or gradient (each is skipped)."""
+    eval_episodes: int = 10
+    """Deterministic evaluation episodes at the end of training (0: none)."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # -- derived sizes ---------------------------------------------------------------------
+    @property
+    def steps_per_rollout(self) -> int:
+        """Environment steps collected per update when rollout=steps (num_steps * num_envs)."""
+        return self.num_steps * self.num_envs
+
+    @property
+    def num_groups(self) -> int:
+        """Groups of environments for the leave-one-out and group baselines."""
+        return self.num_envs // self.group_size
+
+    # -- validation ------------------------------------------------------------------------
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first field whose value cannot be right."""
+        _check_types(self)
+        positive = ("total_steps", "num_envs", "num_steps", "group_size", "grad_splits",
+                    "keep_checkpoints", "max_nonfinite_updates", "torch_threads")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("max_episode_steps", "checkpoint_every", "eval_episodes", "ent_coef",
+                     "vf_coef", "max_grad_norm"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("gamma", "gae_lambda"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        for name in ("learning_rate_final", "ent_coef_final"):
+            value = getattr(self, name)
+            if value < 0 and value != -1.0:
+                raise ValueError(f"{name} must be >= 0 or -1 (constant), got {value}")
+        for name, allowed in (("baseline", BASELINES), ("rollout", ROLLOUTS),
+                              ("vectorization", VECTORIZATION), ("device", DEVICES),
+                              ("activation", ACTIVATIONS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
+        if any(h < 1 for h in self.hidden):
+            raise ValueError(f"hidden widths must be positive, got {self.hidden}")
+        if self.baseline in ("loo", "group") and self.num_envs % self.group_size:
+            raise ValueError(
+                f"baseline={self.baseline} needs num_envs divisible by group_size, "
+                f"got num_envs={self.num_envs}, group_size={self.group_size}"
+            )
+        if self.baseline in ("loo", "group") and self.group_size < 2:
+            raise ValueError(f"baseline={self.baseline} needs group_size >= 2, got {self.group_size}")
+        if not self.env_id:
+            raise ValueError("env_id must not be empty")
+
+    # -- (de)serialisation -----------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
+                for f in fields(self)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Config:
+        """Build from a dict (e.g. a run's ``config.json``); unknown keys raise ``ValueError``."""
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ValueError(f"unknown config keys: {', '.join(unknown)}")
+        values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()}
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
+
+    def with_overrides(self, assignments: list[str]) -> Config:
+        """Apply ``key=value`` strings, parsing each value by the field's type.
+
+        Raises:
+            ValueError: a malformed assignment, an unknown key, or a value of the wrong type.
+        """
+        known = {f.name for f in fields(self)}
+        changes: dict[str, Any] = {}
+        for item in assignments:
+            key, sep, raw = item.partition("=")
+            key = key.strip().replace("-", "_")
+            if not sep or not key:
+                raise ValueError(f"--set expects key=value, got {item!r}")
+            if key not in known:
+                close = _closest(key, known)
+                hint = f" (did you mean {close}?)" if close else ""
+                raise ValueError(f"unknown config key {key!r}{hint}; see 'pgrad train --help'")
+            changes[key] = parse_value(field_types()[key], raw.strip(), key)
+        return self.replace(**changes)
+
+    def markdown(self) -> str:
+        """The config as a markdown table (for TensorBoard's Text tab)."""
+        rows = "\n".join(f"|{k}|{v}|" for k, v in self.to_dict().items())
+        return "|key|value|\n|-|-|\n" + rows
+
+
+# -- helpers ------------------------------------------------------------------------------
+@cache
+def field_types() -> dict[str, Any]:
+    return typing.get_type_hints(Config)
+
+
+@cache
+def field_docs() -> dict[str, str]:
+    """The attribute docstrings of ``Config`` (the string literal under each field)."""
+    try:
+        tree = ast.parse(inspect.getsource(Config))
+    except (OSError, TypeError):
+        return {}
+    docs: dict[str, str] = {}
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    for node, nxt in zip(body, body[1:]):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)):
+            docs[node.target.id] = str(nxt.value.value)
+    return docs
+
+
+def parse_value(kind: Any, raw: str, key: str) -> Any:
+    """Parse ``raw`` as a value of type ``kind`` (bool, int, float, str or tuple[int, ...])."""
+    try:
+        if kind is bool:
+            lowered = raw.lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if kind is int:
+            value = float(raw.replace("_", ""))
+            if not value.is_integer():
+                raise ValueError
+            return int(value)
+        if kind is float:
+            value = float(raw)
+            if not math.isfinite(value):
+                raise ValueError
+            return value
+        if typing.get_origin(kind) is tuple:
+            parts = [p for p in raw.replace("(", "").replace(")", "").split(",") if p.strip()]
+            return tuple(int(p) for p in parts)
+        return raw
+    except ValueError:
+        name = getattr(kind, "__name__", str(kind))
+        raise ValueError(f"{key} expects {name}, got {raw!r}") from None
+
+
+def _check_types(config: Config) -> None:
+    for name, kind in field_types().items():
+        value = getattr(config, name)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            object.__setattr__(config, name, float(value))
+            continue
+        base = typing.get_origin(kind) or kind
+        if base is types.UnionType:
+            continue
+        ok = isinstance(value, base) and not (base is int and isinstance(value, bool))
+        if base is float and isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{name} must be finite, got {value}")
+        if not ok:
+            raise ValueError(f"{name} must be {getattr(base, '__name__', base)}, got {value!r}")
+
+
+def _closest(key: str, known: set[str]) -> str | None:
+    import difflib
+
+    match = difflib.get_close_matches(key, sorted(known), n=1)
+    return match[0] if match else None
+

@@ -1,0 +1,78 @@
+"""Logging: TensorBoard scalars against global environment steps, and the console progress.
+
+A thin layer over ``torch.utils.tensorboard.SummaryWriter``. Tags are grouped as ``charts/``,
+``losses/`` and ``diagnostics/``; metrics are written once per update, never per step.
+
+On a terminal the console shows a ``rich`` progress bar (steps, SPS, recent return); otherwise
+(a pipe, a CI log) it prints a plain line every ``print_every`` seconds.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import deque
+from pathlib import Path
+
+from torch.utils.tensorboard import SummaryWriter
+
+
+class Logger:
+    """Writes scalars to ``run_dir`` and reports progress on the console."""
+
+    def __init__(self, run_dir: Path, total_steps: int, start_step: int = 0, quiet: bool = False,
+                 print_every: float = 10.0, purge_step: int | None = None) -> None:
+        # purge_step drops events a crashed run wrote after its last checkpoint, so a resumed
+        # run continues one curve instead of drawing a second one over the same steps.
+        self.writer = SummaryWriter(str(run_dir), purge_step=purge_step)
+        self.total_steps = total_steps
+        self.quiet = quiet
+        self.print_every = print_every
+        self.recent_returns: deque[float] = deque(maxlen=20)
+        self._last_print = time.monotonic()
+        self._progress = None
+        if not quiet and sys.stderr.isatty():
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                       TimeRemainingColumn)
+
+            self._progress = Progress(
+                TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"), TimeRemainingColumn(), transient=False,
+            )
+            self._task = self._progress.add_task("train", total=total_steps, completed=start_step,
+                                                 info="")
+            self._progress.start()
+
+    def scalars(self, values: dict[str, float], step: int) -> None:
+        for tag, value in values.items():
+            self.writer.add_scalar(tag, value, step)
+
+    def text(self, tag: str, text: str) -> None:
+        self.writer.add_text(tag, text, 0)
+
+    def episodes(self, returns: list[float], lengths: list[int], step: int) -> None:
+        """Log the mean return and length of the episodes that ended in this update."""
+        if not returns:
+            return
+        self.recent_returns.extend(returns)
+        self.writer.add_scalar("charts/episodic_return", sum(returns) / len(returns), step)
+        self.writer.add_scalar("charts/episodic_length", sum(lengths) / len(lengths), step)
+
+    def progress(self, step: int, sps: float) -> None:
+        recent = (f"return {sum(self.recent_returns) / len(self.recent_returns):8.2f}"
+                  if self.recent_returns else "return      n/a")
+        if self._progress is not None:
+            self._progress.update(self._task, completed=min(step, self.total_steps),
+                                  info=f"{sps:9,.0f} SPS  {recent}")
+        elif not self.quiet and time.monotonic() - self._last_print >= self.print_every:
+            self._last_print = time.monotonic()
+            print(f"step {step:>10,}/{self.total_steps:,}  {sps:9,.0f} SPS  {recent}", flush=True)
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+        self.writer.close()

@@ -1,0 +1,155 @@
+"""Agents: every agent on every action space, the collector's episode handling, persistence."""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env
+
+from pgrad import A2C, Agent, Reinforce
+from pgrad.checkpoint import CheckpointError
+from pgrad.envs import ENV_IDS
+from pgrad.envs.short_corridor import OPTIMAL_VALUE, expected_return
+
+BASELINES = ["none", "ema", "value", "loo", "group"]
+SPACE_ENVS = ["CartPole-v1", "pgradtest/BoxAction-v0", "pgradtest/MultiDiscrete-v0",
+              "pgradtest/MultiBinary-v0", "pgradtest/DictObs-v0", "pgrad/ShortCorridor-v0",
+              "FrozenLake-v1"]
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_our_envs_pass_check_env(env_id):
+    check_env(gym.make(env_id).unwrapped, skip_render_check=True)
+
+
+def test_short_corridor_value_formula_matches_monte_carlo():
+    env = gym.make("pgrad/ShortCorridor-v0", max_episode_steps=10_000)
+    rng = np.random.default_rng(0)
+    returns = []
+    for _ in range(4000):
+        env.reset()
+        total, done = 0.0, False
+        while not done:
+            _, r, term, trunc, _ = env.step(int(rng.random() < 0.6))
+            total += r
+            done = term or trunc
+        returns.append(total)
+    se = np.std(returns) / math.sqrt(len(returns))
+    assert abs(np.mean(returns) - expected_return(0.6)) < 4 * se
+    assert OPTIMAL_VALUE == pytest.approx(-11.657, abs=1e-3)
+
+
+@pytest.mark.parametrize("env_id", SPACE_ENVS)
+@pytest.mark.parametrize("agent_cls,baseline", [(Reinforce, b) for b in BASELINES] + [(A2C, "value")])
+def test_every_agent_on_every_space(env_id, agent_cls, baseline, tmp_path):
+    agent = agent_cls(env_id=env_id, baseline=baseline, num_envs=4, group_size=2, num_steps=8,
+                      total_steps=200, hidden=(16,), run_dir=tmp_path / "run", quiet=True,
+                      max_episode_steps=50, vectorization="sync", ent_coef=0.01)
+    before = [p.detach().clone() for p in agent.policy.parameters()]
+    agent.train()
+    assert agent.global_step >= 200 and agent.updates >= 1
+    after = list(agent.policy.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, after)), "policy did not change"
+    assert all(torch.isfinite(p).all() for p in after)
+    action = agent.act(agent.envs.single_observation_space.sample(), deterministic=True)
+    flat_space = agent.envs.single_action_space
+    assert flat_space.contains(np.asarray(action, dtype=flat_space.dtype)
+                               if flat_space.shape else int(action))
+    result = agent.evaluate(3)
+    assert result["episodes"] == 3 and math.isfinite(result["mean_return"])
+
+
+def test_unsupported_action_space_names_it(tmp_path):
+    from gymnasium import spaces
+
+    from pgrad.envs_util import EnvError
+    from pgrad.policies import policy_for
+
+    with pytest.raises(TypeError, match="Tuple"):
+        policy_for(4, spaces.Tuple((spaces.Discrete(2), spaces.Discrete(3))))
+    with pytest.raises(EnvError, match="unknown environment"):
+        A2C(env_id="NoSuchEnv-v9")
+
+
+def test_collector_masks_dead_transition_and_keeps_final_observation():
+    """Next-step autoreset: the step after an episode ends is dead; obs[t+1] is the final obs."""
+    agent = A2C(env_id="CartPole-v1", num_envs=3, num_steps=200, quiet=True, max_episode_steps=20,
+                vectorization="sync")
+    rollout = agent.collect()
+    done = rollout.terminated | rollout.truncated
+    assert done.any()
+    t_idx, n_idx = torch.nonzero(done[:-1], as_tuple=True)
+    # the transition after every ended episode is masked out, and carries no reward
+    assert not rollout.mask[t_idx + 1, n_idx].any()
+    assert (rollout.rewards[t_idx + 1, n_idx] == 0).all()
+    # time-limit episodes last exactly 20 real steps
+    trunc_t, trunc_n = torch.nonzero(rollout.truncated, as_tuple=True)
+    assert len(trunc_t) > 0
+    for t, n in zip(trunc_t.tolist(), trunc_n.tolist()):
+        start = t
+        while start > 0 and not done[start - 1, n]:
+            start -= 1
+        assert rollout.mask[start:t + 1, n].sum() == 20 - (1 if start == 0 else 0) + (start == 0)
+    # the stored final observation differs from the reset observation that follows it
+    assert not torch.equal(rollout.obs[t_idx + 1, n_idx], rollout.obs[t_idx + 2, n_idx])
+    assert rollout.mask.sum() < rollout.mask.numel()
+    assert sum(rollout.episode_lengths) <= int(rollout.mask.sum())
+
+
+def test_episode_rollouts_hold_one_whole_episode_per_env():
+    agent = Reinforce(env_id="CartPole-v1", num_envs=5, quiet=True, vectorization="sync")
+    rollout = agent.collect()
+    assert len(rollout.episode_returns) == 5
+    per_env_len = rollout.mask.sum(0)
+    assert sorted(per_env_len.tolist()) == sorted(rollout.episode_lengths)
+    # CartPole pays 1 per step: each return equals its episode's length
+    assert sorted(rollout.episode_returns) == sorted(float(x) for x in rollout.episode_lengths)
+
+
+def test_groups_start_from_identical_resets():
+    agent = Reinforce(env_id="pgradtest/BoxAction-v0", num_envs=4, group_size=2, baseline="loo",
+                      quiet=True, vectorization="sync")
+    rollout = agent.collect()
+    first = rollout.obs[0]
+    assert torch.equal(first[0], first[1]) and torch.equal(first[2], first[3])
+    assert not torch.equal(first[0], first[2])
+
+
+def test_save_load_roundtrip_and_same_actions(tmp_path):
+    agent = A2C(env_id="CartPole-v1", total_steps=500, run_dir=tmp_path / "r", quiet=True)
+    agent.train()
+    path = agent.save(tmp_path / "agent.pt")
+    loaded = A2C.load(path)
+    obs = np.zeros((7, 4), dtype=np.float32) + np.linspace(-0.1, 0.1, 7)[:, None]
+    assert np.array_equal(agent.act(obs, deterministic=True), loaded.act(obs, deterministic=True))
+    assert loaded.global_step == agent.global_step
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError):
+        A2C.load(tmp_path / "bad.pt")
+
+
+def test_subclass_hooks_one_level(tmp_path):
+    class Small(Reinforce):
+        name = "small"
+        env_id = "CartPole-v1"
+        defaults = {**Reinforce.defaults, "hidden": (8,), "num_envs": 2}
+
+    agent = Small(total_steps=300, run_dir=tmp_path / "s", quiet=True)
+    assert agent.config.hidden == (8,) and agent.config.env_id == "CartPole-v1"
+    agent.train()
+    assert isinstance(agent, Agent) and agent.global_step >= 300
+
+
+def test_gradient_diagnostics_are_logged(tmp_path):
+    from pgrad.plot import read_scalars
+
+    agent = A2C(env_id="CartPole-v1", total_steps=1024, num_envs=8, grad_diagnostics=True,
+                run_dir=tmp_path / "d", quiet=True)
+    agent.train()
+    steps, variance = read_scalars(tmp_path / "d", "diagnostics/grad_variance")
+    _, snr = read_scalars(tmp_path / "d", "diagnostics/grad_snr")
+    assert len(steps) == agent.updates and (variance > 0).all() and (snr > 0).all()

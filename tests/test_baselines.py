@@ -1,0 +1,188 @@
+"""Tests for pgrad.baselines: hand cases, independence from the current batch, validation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pgrad.baselines import EMABaseline, group_normalize, leave_one_out
+
+# --- EMABaseline ------------------------------------------------------------------------------
+
+
+def test_ema_is_zero_before_any_update():
+    baseline = EMABaseline()
+    assert baseline.value == 0.0
+    torch.testing.assert_close(baseline(torch.ones(2, 3)), torch.zeros(2, 3))
+
+
+def test_ema_first_update_sets_the_value_then_averages():
+    baseline = EMABaseline(decay=0.5)
+    baseline.update(torch.tensor([[1.0, 3.0]]))  # mean 2, set directly
+    assert baseline.value == pytest.approx(2.0)
+    baseline.update(torch.tensor([[6.0, 6.0]]))  # 0.5 * 2 + 0.5 * 6
+    assert baseline.value == pytest.approx(4.0)
+    assert baseline.num_updates == 2
+
+
+def test_ema_uses_only_previous_batches():
+    baseline = EMABaseline(decay=0.9)
+    baseline.update(torch.full((4, 2), 5.0))
+    current = torch.full((4, 2), 100.0)
+    # The batch it is applied to does not move it: that is what keeps it unbiased.
+    torch.testing.assert_close(baseline(current), torch.full((4, 2), 5.0))
+    assert baseline.value == 5.0
+    baseline.update(current)
+    assert baseline.value == pytest.approx(0.9 * 5.0 + 0.1 * 100.0)
+
+
+def test_ema_masked_update():
+    baseline = EMABaseline(decay=0.5)
+    returns = torch.tensor([[1.0, 100.0], [3.0, float("nan")]])
+    mask = torch.tensor([[True, False], [True, False]])
+    baseline.update(returns, mask)
+    assert baseline.value == pytest.approx(2.0)
+    baseline.update(returns, torch.zeros(2, 2))  # nothing masked in: unchanged
+    assert baseline.value == pytest.approx(2.0)
+    assert baseline.num_updates == 1
+
+
+def test_ema_output_is_a_constant_like_returns():
+    baseline = EMABaseline()
+    baseline.update(torch.tensor([1.0, 2.0]))
+    returns = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    out = baseline(returns)
+    assert out.shape == (3, 4) and out.dtype == torch.float64 and not out.requires_grad
+
+
+def test_ema_state_dict_round_trip():
+    baseline = EMABaseline(decay=0.8)
+    baseline.update(torch.tensor([1.0, 2.0]))
+    baseline.update(torch.tensor([4.0]))
+    restored = EMABaseline()
+    restored.load_state_dict(baseline.state_dict())
+    assert restored.state_dict() == baseline.state_dict()
+    restored.update(torch.tensor([0.0]))
+    baseline.update(torch.tensor([0.0]))
+    assert restored.value == baseline.value
+
+
+def test_ema_load_rejects_incomplete_state():
+    with pytest.raises(ValueError, match=r"missing \['num_updates'\]"):
+        EMABaseline().load_state_dict({"decay": 0.9, "value": 1.0})
+
+
+@pytest.mark.parametrize("decay", [1.0, -0.1, float("nan"), "0.9"])
+def test_ema_decay_validation(decay):
+    with pytest.raises(ValueError, match=r"decay must be a number in \[0, 1\)"):
+        EMABaseline(decay)
+
+
+def test_ema_rejects_non_finite_returns():
+    with pytest.raises(ValueError, match="non-finite"):
+        EMABaseline().update(torch.tensor([1.0, float("inf")]))
+
+
+def test_ema_mask_shape_must_match():
+    with pytest.raises(ValueError, match=r"mask has shape \(3,\) but returns has shape \(2, 3\)"):
+        EMABaseline().update(torch.zeros(2, 3), torch.ones(3, dtype=torch.bool))
+
+
+# --- leave_one_out ----------------------------------------------------------------------------
+
+
+def test_leave_one_out_by_hand():
+    returns = torch.tensor([[1.0, 2.0, 3.0, 6.0]])
+    # Groups of 2: (1, 2) and (3, 6); each sample gets the other one's return.
+    torch.testing.assert_close(leave_one_out(returns, 2), torch.tensor([[2.0, 1.0, 6.0, 3.0]]))
+    # One group of 4, total 12: b_i = (12 - R_i) / 3.
+    torch.testing.assert_close(
+        leave_one_out(returns, 4), torch.tensor([[11 / 3, 10 / 3, 3.0, 2.0]])
+    )
+
+
+def test_leave_one_out_per_time_step():
+    returns = torch.tensor([[1.0, 3.0], [10.0, 20.0]])
+    torch.testing.assert_close(leave_one_out(returns, 2), torch.tensor([[3.0, 1.0], [20.0, 10.0]]))
+
+
+def test_leave_one_out_masked_entries_count_as_zero():
+    returns = torch.tensor([[1.0, 50.0, 3.0, 6.0]])
+    mask = torch.tensor([[True, False, True, True]])
+    # Masked returns (1, 0, 3, 6), total 10: b_i = (10 - R_i) / 3, denominator still k - 1.
+    expected = torch.tensor([[3.0, 10 / 3, 7 / 3, 4 / 3]])
+    torch.testing.assert_close(leave_one_out(returns, 4, mask), expected)
+    torch.testing.assert_close(leave_one_out(returns, 4, mask.float()), expected)
+
+
+def test_leave_one_out_baseline_ignores_own_return():
+    gen = torch.Generator().manual_seed(0)
+    returns = torch.randn(5, 12, generator=gen)
+    changed = returns.clone()
+    changed[:, 7] += 100.0
+    before, after = leave_one_out(returns, 3), leave_one_out(changed, 3)
+    torch.testing.assert_close(before[:, 7], after[:, 7])
+    # Its group mates (6 and 8) see the change; the other groups do not.
+    assert not torch.allclose(before[:, 6], after[:, 6])
+    torch.testing.assert_close(before[:, :6], after[:, :6])
+    torch.testing.assert_close(before[:, 9:], after[:, 9:])
+
+
+def test_leave_one_out_is_a_constant():
+    returns = torch.randn(2, 4, requires_grad=True)
+    assert not leave_one_out(returns, 2).requires_grad
+
+
+@pytest.mark.parametrize(
+    ("shape", "group_size", "message"),
+    [
+        ((3, 5), 2, r"5 samples, not a multiple of group_size=2"),
+        ((3, 4), 1, r"integer group_size >= 2, got 1"),
+        ((3, 4), 2.0, r"integer group_size >= 2, got 2.0"),
+        ((), 2, r"0-d tensor"),
+    ],
+)
+def test_group_validation(shape, group_size, message):
+    with pytest.raises(ValueError, match=message):
+        leave_one_out(torch.zeros(shape), group_size)
+    with pytest.raises(ValueError, match=message):
+        group_normalize(torch.zeros(shape), group_size)
+
+
+def test_numpy_integer_group_size_is_accepted():
+    torch.testing.assert_close(
+        leave_one_out(torch.tensor([1.0, 2.0]), np.int64(2)), torch.tensor([2.0, 1.0])
+    )
+
+
+def test_leave_one_out_mask_shape_must_match():
+    with pytest.raises(ValueError, match=r"mask has shape \(4,\) but returns has shape \(2, 4\)"):
+        leave_one_out(torch.zeros(2, 4), 2, torch.ones(4, dtype=torch.bool))
+
+
+# --- group_normalize ----------------------------------------------------------------------------
+
+
+def test_group_normalize_by_hand():
+    returns = torch.tensor([[1.0, 3.0, 2.0, 2.0]])
+    # Group (1, 3): mean 2, population std 1 -> (-1, 1). Group (2, 2): std 0 -> zeros, not nan.
+    out = group_normalize(returns, 2)
+    torch.testing.assert_close(out, torch.tensor([[-1.0, 1.0, 0.0, 0.0]]))
+    # One group of 3: (0, 0, 3) has mean 1 and population std sqrt(2).
+    out = group_normalize(torch.tensor([0.0, 0.0, 3.0]), 3, eps=0.0)
+    torch.testing.assert_close(out, torch.tensor([-1.0, -1.0, 2.0]) / math.sqrt(2.0))
+
+
+def test_group_normalize_groups_have_zero_mean_unit_variance():
+    gen = torch.Generator().manual_seed(1)
+    out = group_normalize(torch.randn(3, 20, generator=gen) * 7 + 3, 5).unflatten(-1, (4, 5))
+    torch.testing.assert_close(out.mean(-1), torch.zeros(3, 4), atol=1e-6, rtol=0)
+    torch.testing.assert_close(out.std(-1, correction=0), torch.ones(3, 4), atol=1e-6, rtol=0)
+
+
+def test_group_normalize_rejects_negative_eps():
+    with pytest.raises(ValueError, match="eps must be >= 0, got -1"):
+        group_normalize(torch.zeros(4), 2, eps=-1.0)
