@@ -5,13 +5,14 @@
 
 from __future__ import annotations
 
-from pgrad.agent import A2C, Agent, Reinforce
 from pgrad.agents.acrobot import Acrobot
 from pgrad.agents.bandit import Bandit
 from pgrad.agents.cartpole import CartPole
 from pgrad.agents.lunar_lander import LunarLander
 from pgrad.agents.pendulum import Pendulum
 from pgrad.agents.short_corridor import ShortCorridor
+
+from pgrad.agent import A2C, Agent, Reinforce
 
 GENERIC: dict[str, type[Agent]] = {"reinforce": Reinforce, "a2c": A2C}
 PRESETS: dict[str, type[Agent]] = {

@@ -10,8 +10,14 @@ from pgrad.agent import A2C, Agent, Reinforce, TrainingError
 from pgrad.baselines import EMABaseline, group_normalize, leave_one_out
 from pgrad.config import Config
 from pgrad.estimators import gumbel_softmax, round_ste, score_function, sign_ste
-from pgrad.losses import (LossParts, entropy_bonus, explained_variance, normalize_advantages,
-                          reinforce_loss, value_loss)
+from pgrad.losses import (
+                          LossParts,
+                          entropy_bonus,
+                          explained_variance,
+                          normalize_advantages,
+                          reinforce_loss,
+                          value_loss,
+)
 from pgrad.nn import BinaryLinear, mlp
 from pgrad.policies import Policy, ValueFunction, policy_for
 from pgrad.returns import discounted_returns, gae

@@ -32,11 +32,24 @@ from torch import Tensor, nn
 from pgrad import checkpoint as ckpt
 from pgrad.baselines import EMABaseline, group_normalize, leave_one_out
 from pgrad.config import Config
-from pgrad.envs_util import (EnvError, accepts_seed_list, derive_seed, make_vector_env,
-                             rng_state, seed_everything, set_rng_state)
+from pgrad.envs_util import (
+    EnvError,
+    accepts_seed_list,
+    derive_seed,
+    make_vector_env,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
 from pgrad.logger import Logger
-from pgrad.losses import (LossParts, entropy_bonus, explained_variance, normalize_advantages,
-                          reinforce_loss, value_loss)
+from pgrad.losses import (
+    LossParts,
+    entropy_bonus,
+    explained_variance,
+    normalize_advantages,
+    reinforce_loss,
+    value_loss,
+)
 from pgrad.policies import Policy, ValueFunction, observation_encoder, policy_for
 from pgrad.returns import discounted_returns, gae
 from pgrad.rollout import Collector, NonFiniteError, Rollout
