@@ -103,8 +103,7 @@ class Agent:
         self.weights_version = 0
         self._nonfinite_streak = 0
         self._stop_requested = False
-        self.collector = Collector(self.envs, self.policy, self.preprocess_obs, self.device,
-                                   self.config.seed)
+        self.collector = self.make_collector()
 
     # -- configuration -------------------------------------------------------------------------
     @classmethod
@@ -139,6 +138,14 @@ class Agent:
         """The learned value function, or ``None`` when the baseline needs none."""
         c = self.config
         return ValueFunction(obs_dim, c.hidden, c.activation) if c.baseline == "value" else None
+
+    def make_collector(self) -> Collector:
+        """What gathers rollouts: the in-process collector, or Ray workers when workers > 0."""
+        if self.config.workers > 0:
+            from pgrad.distributed import RayCollector
+
+            return RayCollector(self)
+        return Collector(self.envs, self.policy, self.preprocess_obs, self.device, self.config.seed)
 
     def preprocess_obs(self, obs: Tensor) -> Tensor:
         """Raw vector-env observations ``[N, *obs_shape]`` to floats ``[N, obs_dim]``."""

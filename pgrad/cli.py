@@ -71,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=_int_arg, default=None, help="random seed (default: 1)")
     train.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
                        help="torch device (default: auto)")
+    train.add_argument("--workers", type=_int_arg, default=None,
+                       help="collect with K Ray workers, each with --num-envs environments "
+                            "(needs the ray extra; default: 0, in this process)")
+    train.add_argument("--ray-address", default=None, metavar="auto|HOST:PORT",
+                       help="join this Ray cluster (default: start a local one)")
     train.add_argument("--logdir", default="runs", help="root folder of run directories (default: runs)")
     train.add_argument("--run-name", default=None,
                        help="run directory name under --logdir (default: <env>__<agent>__<seed>__<time>)")
@@ -163,7 +168,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     changes: dict[str, Any] = {}
     if args.env_id is not None:
         changes["env_id"] = args.env_id
-    for key in ("total_steps", "num_envs", "seed", "device"):
+    for key in ("total_steps", "num_envs", "seed", "device", "workers", "ray_address"):
         if getattr(args, key) is not None:
             changes[key] = getattr(args, key)
     config = cls.default_config().with_overrides(args.overrides).replace(**changes)

@@ -95,6 +95,10 @@ class Config:
     """Stop after this many consecutive updates with a non-finite loss or gradient (each is skipped)."""
     eval_episodes: int = 10
     """Deterministic evaluation episodes at the end of training (0: none)."""
+    workers: int = 0
+    """Ray rollout workers, each with its own num_envs environments (0: collect in this process)."""
+    ray_address: str = ""
+    """Ray cluster to join (auto or HOST:PORT); empty starts a local Ray instance when workers > 0."""
 
     def __post_init__(self) -> None:
         self.validate()
@@ -119,7 +123,7 @@ class Config:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("max_episode_steps", "checkpoint_every", "eval_episodes", "ent_coef",
+        for name in ("max_episode_steps", "checkpoint_every", "eval_episodes", "ent_coef", "workers",
                      "vf_coef", "max_grad_norm"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
