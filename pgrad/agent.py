@@ -78,6 +78,8 @@ class Agent:
     name: ClassVar[str] = "agent"
     env_id: ClassVar[str | None] = None
     defaults: ClassVar[dict[str, Any]] = {}
+    action_spaces: ClassVar[tuple[type[gym.Space], ...] | None] = None
+    """Action space types this agent is made for (``None``: any the policies support)."""
 
     def __init__(self, config: Config | None = None, run_dir: str | Path | None = None,
                  quiet: bool = False, **overrides: Any) -> None:
@@ -86,11 +88,22 @@ class Agent:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.quiet = quiet
         self.device = self._pick_device(self.config.device)
+        # before any network exists: orthogonal init's numerics depend on the thread count
+        torch.set_num_threads(self.config.torch_threads)
         seed_everything(self.config.seed)
         self.envs = self.make_env()
         self.obs_space = self.envs.single_observation_space
         self.action_space = self.envs.single_action_space
-        self.obs_dim, self._encode = observation_encoder(self.obs_space)
+        if self.action_spaces and not isinstance(self.action_space, self.action_spaces):
+            kinds = " or ".join(k.__name__ for k in self.action_spaces)
+            self.envs.close()
+            raise EnvError(f"agent {self.name} is made for {kinds} actions, but "
+                           f"{self.config.env_id} has {self.action_space}; use --agent a2c or reinforce")
+        try:
+            self.obs_dim, self._encode = observation_encoder(self.obs_space)
+        except TypeError as err:
+            self.envs.close()
+            raise EnvError(f"{self.config.env_id}: {err}") from None
         self.policy = self.make_policy(self.obs_dim, self.action_space).to(self.device)
         self.critic = self.make_critic(self.obs_dim)
         if self.critic is not None:
@@ -303,7 +316,6 @@ class Agent:
         if self.run_dir is None:
             self.run_dir = default_run_dir(c.env_id, self.name, c.seed)
         logger = self._open_run(total)
-        torch.set_num_threads(c.torch_threads)
         next_checkpoint = self._next_multiple(c.checkpoint_every)
         start_time, start_step = time.perf_counter(), self.global_step
         try:
@@ -365,7 +377,7 @@ class Agent:
             config_path.write_text(self.config.to_json() + "\n")
         (self.run_dir / "agent.txt").write_text(self.spec() + "\n")
         logger = Logger(self.run_dir, total, start_step=self.global_step, quiet=self.quiet,
-                        purge_step=self.global_step if self.global_step else None)
+                        purge_step=self.global_step + 1 if self.global_step else None)
         if not self.global_step:
             logger.text("config", self.config.markdown())
         return logger

@@ -48,6 +48,9 @@ def save_numbered(state: dict[str, Any], folder: Path, step: int, keep: int) -> 
     path = save(state, folder / f"step_{step:012d}.pt")
     for old in list_checkpoints(folder)[:-keep]:
         old.unlink(missing_ok=True)
+    for stale in folder.glob(".step_*.tmp"):  # left by a process killed while saving
+        if stale.stat().st_mtime < path.stat().st_mtime - 60:
+            stale.unlink(missing_ok=True)
     return path
 
 

@@ -146,7 +146,10 @@ def resolve_agent(spec: str | None, env_id: str | None) -> type:
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[module_name] = module
         sys.path.insert(0, str(path.resolve().parent))
-        module_spec.loader.exec_module(module)
+        try:
+            module_spec.loader.exec_module(module)
+        except Exception as err:  # the user's file failed: say where, without a traceback
+            raise UsageError(f"cannot import {where}: {type(err).__name__}: {err}") from None
     else:
         try:
             module = importlib.import_module(where)

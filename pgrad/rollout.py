@@ -71,6 +71,12 @@ Encoder = Callable[[Tensor], Tensor]
 class Collector:
     """Collects ``Rollout``s from a vector environment with one policy call per step.
 
+    The step loop does only what each step needs: one batched policy call, one environment step,
+    and writes into buffers allocated once per rollout, all under ``torch.inference_mode``. Everything that can be done for the
+    whole ``[T, N]`` batch at once (masks, reward checks, episode statistics) is done after the
+    loop, so its cost is paid per rollout, not per step. Observations are checked every step,
+    before the policy sees them, so that a NaN is reported where it came from.
+
     Episode statistics carry across rollouts (an episode may span several), so the returns in
     ``Rollout.episode_returns`` are those of whole episodes.
     """
@@ -103,31 +109,61 @@ class Collector:
         self._running_return[:] = 0.0
         self._running_length[:] = 0
 
-    @torch.inference_mode()
-    def _act(self, obs: Tensor) -> Tensor:
-        return self.policy(obs).sample()
+    def _step(self, obs: Tensor, step: int) -> tuple[Tensor, Tensor, np.ndarray, np.ndarray,
+                                                     np.ndarray]:
+        """One policy call and one environment step; call under ``torch.inference_mode``.
 
-    def _step(self, actions: Tensor, step: int) -> tuple[Tensor, np.ndarray, np.ndarray, np.ndarray]:
-        raw, rewards, terminated, truncated, _ = self.envs.step(self.policy.to_env(actions))
-        rewards = np.asarray(rewards, dtype=np.float32)
+        Returns the action, the next encoded observation, and the raw rewards, terminated and
+        truncated arrays ``[N]`` as the environment gave them.
+        """
+        action = self.policy(obs).sample()
+        raw, rewards, terminated, truncated, _ = self.envs.step(self.policy.to_env(action))
+        return action, self._observe(raw, step), rewards, terminated, truncated
+
+    @staticmethod
+    def _check_rewards(rewards: np.ndarray, step_offset: int) -> None:
+        """Raise ``NonFiniteError`` naming the first non-finite reward of ``rewards [T, N]``."""
         if not np.isfinite(rewards).all():
-            env = int(np.flatnonzero(~np.isfinite(rewards))[0])
-            raise NonFiniteError(f"non-finite reward {rewards[env]} from environment {env} at step {step}")
-        return self._observe(raw, step), rewards, np.asarray(terminated), np.asarray(truncated)
+            t, env = (int(i[0]) for i in np.nonzero(~np.isfinite(rewards)))
+            num_envs = rewards.shape[1]
+            raise NonFiniteError(f"non-finite reward {rewards[t, env]} from environment {env} "
+                                 f"at step {step_offset + t * num_envs}")
 
     def _track_episodes(self, rewards: np.ndarray, done: np.ndarray, mask: np.ndarray,
                         rollout: Rollout) -> None:
-        """Accumulate per-env return and length; record each episode that ends. Arrays are [T, N]."""
-        for t in range(rewards.shape[0]):
-            live = mask[t]
-            self._running_return += np.where(live, rewards[t], 0.0)
-            self._running_length += live
-            ended = np.flatnonzero(done[t] & live)
-            if ended.size:
-                rollout.episode_returns.extend(self._running_return[ended].tolist())
-                rollout.episode_lengths.extend(self._running_length[ended].tolist())
-                self._running_return[ended] = 0.0
-                self._running_length[ended] = 0
+        """Accumulate per-env return and length; record each episode that ends. Arrays are [T, N].
+
+        Running sums over time (seeded with the returns carried in from the last rollout) give
+        each episode's return as the difference of the sums at its end and at the previous end
+        in the same environment. Episodes are recorded in the order they end (by step, then
+        environment), as a step-by-step loop would record them.
+        """
+        live_rewards = np.where(mask, rewards, 0.0).astype(np.float64)
+        cum_return = np.cumsum(live_rewards, axis=0) + self._running_return
+        cum_length = np.cumsum(mask, axis=0, dtype=np.int64) + self._running_length
+        ends = done & mask
+        end_t, end_env = np.nonzero(ends)  # ordered by step, then environment
+        if end_t.size:
+            # the sums at the previous end in the same environment (0 before the first)
+            by_env = np.lexsort((end_t, end_env))
+            prev_return = np.zeros(end_t.size)
+            prev_length = np.zeros(end_t.size, dtype=np.int64)
+            same_env = end_env[by_env][1:] == end_env[by_env][:-1]
+            before = by_env[:-1][same_env]
+            prev_return[by_env[1:][same_env]] = cum_return[end_t[before], end_env[before]]
+            prev_length[by_env[1:][same_env]] = cum_length[end_t[before], end_env[before]]
+            rollout.episode_returns.extend(
+                (cum_return[end_t, end_env] - prev_return).tolist())
+            rollout.episode_lengths.extend(
+                (cum_length[end_t, end_env] - prev_length).tolist())
+        # what carries into the next rollout: the sums since each environment's last end
+        last_end = np.where(ends.any(0), ends.shape[0] - 1 - np.argmax(ends[::-1], axis=0), -1)
+        envs = np.arange(ends.shape[1])
+        ended = last_end >= 0
+        self._running_return = cum_return[-1].copy()
+        self._running_length = cum_length[-1].copy()
+        self._running_return[ended] -= cum_return[last_end[ended], envs[ended]]
+        self._running_length[ended] -= cum_length[last_end[ended], envs[ended]]
 
     # -- the two ways to collect -------------------------------------------------------------
     def collect_steps(self, num_steps: int, step_offset: int = 0) -> Rollout:
@@ -136,24 +172,28 @@ class Collector:
             self.reset(self.seed)
         assert self._obs is not None
         T, N = num_steps, self.num_envs
+        # allocated outside inference mode so that an update can backpropagate through them;
+        # observations are copied in at once because an environment may reuse its arrays
         obs = torch.empty((T + 1, *self._obs.shape), dtype=self._obs.dtype, device=self.device)
-        actions: Tensor | None = None
+        obs[0] = self._obs
+        action_list = []
         rewards = np.empty((T, N), dtype=np.float32)
         terminated = np.empty((T, N), dtype=bool)
         truncated = np.empty((T, N), dtype=bool)
+        with torch.inference_mode():
+            for t in range(T):
+                action, obs[t + 1], rewards[t], terminated[t], truncated[t] = self._step(
+                    obs[t], step_offset + t * N)
+                action_list.append(action)
+        self._check_rewards(rewards, step_offset)
+        # next-step autoreset: the step after an episode ended is dead (see the module docstring)
+        done = terminated | truncated
         mask = np.empty((T, N), dtype=bool)
-        obs[0] = self._obs
-        for t in range(T):
-            action = self._act(obs[t])
-            if actions is None:
-                actions = torch.empty((T, *action.shape), dtype=action.dtype, device=self.device)
-            actions[t] = action
-            mask[t] = ~self._prev_done
-            obs[t + 1], rewards[t], terminated[t], truncated[t] = self._step(action, step_offset + t * N)
-            self._prev_done = terminated[t] | truncated[t]
+        mask[0] = ~self._prev_done
+        np.logical_not(done[:-1], out=mask[1:])
+        self._prev_done = done[-1].copy()
         self._obs = obs[T].clone()
-        assert actions is not None
-        return self._finish(obs, actions, rewards, terminated, truncated, mask)
+        return self._finish(obs, torch.stack(action_list), rewards, terminated, truncated, mask)
 
     def collect_episodes(self, reset_seed: int | list[int] | None, max_steps: int,
                          step_offset: int = 0) -> Rollout:
@@ -169,22 +209,26 @@ class Collector:
         reward_list, term_list, trunc_list, mask_list = [], [], [], []
         running = np.ones(N, dtype=bool)
         t = 0
-        while running.any() and t < max_steps:
-            action = self._act(obs_list[-1])
-            next_obs, rewards, terminated, truncated = self._step(action, step_offset + t * N)
-            obs_list.append(next_obs)
-            action_list.append(action)
-            reward_list.append(rewards)
-            term_list.append(terminated)
-            trunc_list.append(truncated)
-            mask_list.append(running.copy())
-            running &= ~(terminated | truncated)
-            t += 1
+        with torch.inference_mode():
+            while running.any() and t < max_steps:
+                action, next_obs, rewards, terminated, truncated = self._step(
+                    obs_list[-1], step_offset + t * N)
+                obs_list.append(next_obs)
+                action_list.append(action)
+                reward_list.append(rewards)
+                term_list.append(terminated)
+                trunc_list.append(truncated)
+                mask_list.append(running.copy())
+                running &= ~(np.asarray(terminated) | np.asarray(truncated))
+                t += 1
+        rewards_arr = np.asarray(reward_list, dtype=np.float32)
+        self._check_rewards(rewards_arr, step_offset)
         truncated_arr = np.stack(trunc_list)
         truncated_arr[-1] |= running  # cut by max_steps: the episode did not end on its own
         # the environments are mid-autoreset now; the next collect_episodes resets them anyway
         self._obs = None
-        return self._finish(torch.stack(obs_list), torch.stack(action_list), np.stack(reward_list),
+        # stacked outside inference mode, so that an update can backpropagate through them
+        return self._finish(torch.stack(obs_list), torch.stack(action_list), rewards_arr,
                             np.stack(term_list), truncated_arr, np.stack(mask_list))
 
     def _finish(self, obs: Tensor, actions: Tensor, rewards: np.ndarray, terminated: np.ndarray,

@@ -3,28 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def pgrad(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    return subprocess.run([sys.executable, "-m", "pgrad.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def assert_clean_error(result: subprocess.CompletedProcess, fragment: str) -> None:
-    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    assert lines[0].startswith("pgrad: error:") and fragment in lines[0], lines[0]
+from helpers import ROOT, pgrad
 
 
 def train_small(tmp_path: Path, *extra: str) -> Path:
@@ -89,32 +70,3 @@ def test_readme_subclass_example_trains(tmp_path):
 
     steps, returns = read_scalars(tmp_path / "runs" / "mine", "charts/episodic_return")
     assert steps[-1] >= 2000 and len(returns) > 0
-
-
-BAD_INVOCATIONS = [
-    (["train", "NoSuchEnv-v0"], "unknown environment"),
-    (["train", "--agent", "nosuchagent"], "unknown agent"),
-    (["train", "--agent", "missing_file.py:Agent"], "does not exist"),
-    (["train", "--agent", "json:JSONDecoder"], "not a pgrad.Agent subclass"),
-    (["train", "--set", "learning_rate"], "key=value"),
-    (["train", "--set", "no_such_key=1"], "unknown config key"),
-    (["train", "--set", "learning_rat=0.1"], "did you mean learning_rate"),
-    (["train", "--set", "gamma=1.5"], "gamma must be in [0, 1]"),
-    (["train", "--set", "gamma=abc"], "gamma expects float"),
-    (["train", "--set", "learning_rate=-0.1"], "learning_rate must be > 0"),
-    (["train", "--set", "baseline=magic"], "baseline must be one of"),
-    (["train", "--total-steps", "-5"], "total_steps must be >= 1"),
-    (["train", "--total-steps", "ten"], "expected an integer"),
-    (["train", "--num-envs", "0"], "num_envs must be >= 1"),
-    (["train", "--device", "tpu"], "invalid choice"),
-    (["train", "--bogus-flag"], "unrecognized arguments"),
-    (["eval", "no/such/run"], "does not exist"),
-    (["plot", "no/such/run"], "does not exist"),
-    (["nosuchcommand"], "invalid choice"),
-]
-
-
-@pytest.mark.parametrize("args,fragment", BAD_INVOCATIONS, ids=lambda v: str(v)[:40])
-def test_bad_input_is_one_clean_line(args, fragment, tmp_path):
-    assert_clean_error(pgrad(*args, cwd=tmp_path, timeout=60), fragment)
-    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

@@ -1,0 +1,440 @@
+"""Rollouts on Ray: K actors, each with its own vector environment, feed one learner.
+
+```
+learner (this process)                        worker k = 0 .. K-1 (Ray actor, CPU)
+ref = ray.put(policy weights), version v  ──► load the weights; now holds version v
+collect_* on every worker at once         ──► Collector.collect_* on its own num_envs envs
+block for all K rollouts                  ◄── Rollout [T_k, N_k], weights_version = v
+check every version == v (on-policy), merge along N ──► one Rollout [T, sum_k N_k]
+```
+
+``RayCollector`` has the interface of ``pgrad.rollout.Collector`` (``collect_steps``,
+``collect_episodes``, ``seed``), so ``Agent.make_collector`` swaps it in for ``workers > 0``
+and nothing else in the agent changes. Each worker builds the agent's own class with the run's
+config (``workers=0``, CPU, a seed derived from the run's seed and the worker's index), so it
+makes the same environment and policy through the same hooks.
+
+Faults: a worker that dies while collecting (``RayActorError``) loses its partial rollout, whole;
+it is never half-used. Ray restarts the actor (``max_restarts``), or, when its restarts are
+spent, a new one is created; it gets the same weights (same version) and collects its share
+again with fresh environment seeds. The update so always has the full batch and ``global_step``
+grows by exactly the steps in it; the episodes that were running on the dead worker are lost
+(never logged), and none is logged twice.
+
+Ray is an optional dependency (``pip install 'pgrad[ray]'``), imported only here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.machinery
+import logging
+import os
+import signal
+import time
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from pgrad.envs_util import derive_seed
+from pgrad.rollout import NonFiniteError, Rollout
+
+if TYPE_CHECKING:
+    from pgrad.agent import Agent
+
+RAY_MISSING = "--workers needs Ray: pip install 'pgrad[ray]'"
+MAX_RESTARTS = 3
+"""Ray restarts a dead worker this many times before a new actor replaces it."""
+MAX_ATTEMPTS = 3
+"""Collections of one worker's share within one update before giving up."""
+RESTART_TIMEOUT_S = 120.0
+"""How long to wait for a dead worker to come back."""
+_WORKER_SEED = 0x5EED
+_RESTART_SEED = 0xDEAD
+
+
+class WorkerError(RuntimeError):
+    """A Ray worker failed in a way that re-collecting cannot repair."""
+
+
+class StaleRolloutError(RuntimeError):
+    """A worker returned a rollout collected with weights other than the learner's current ones."""
+
+
+def import_ray() -> Any:
+    """The ``ray`` module, or ``ValueError`` saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise ValueError(RAY_MISSING) from None
+    return ray
+
+
+# -- the worker ------------------------------------------------------------------------------------
+class RolloutWorker:
+    """Owns a vector environment and a CPU copy of the policy; runs inside a Ray actor.
+
+    A plain class (``RayCollector`` wraps it with ``ray.remote``), so it can be tested and
+    subclassed without Ray.
+
+    Args:
+        agent_cls: the learner's agent class; its hooks build the environment and policy.
+        config: the learner's config; the worker runs it with ``workers=0`` on the CPU.
+        seed: this worker's seed (torch sampling and the first environment reset).
+    """
+
+    def __init__(self, agent_cls: type[Agent], config: Any, seed: int) -> None:
+        # Ctrl-C in a terminal reaches the whole process group: let the driver decide what a
+        # SIGINT means (checkpoint and stop), and keep collecting until it closes the workers.
+        if hasattr(signal, "SIGINT"):
+            with contextlib.suppress(Exception):
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+        torch.set_num_threads(config.torch_threads)
+        worker_config = config.replace(workers=0, ray_address="", device="cpu", seed=seed)
+        self.agent = agent_cls(worker_config, quiet=True)
+        self.collector = self.agent.collector
+        self.version: int | None = None
+
+    def ping(self) -> int:
+        """The worker's process id (answers once the constructor has finished)."""
+        return os.getpid()
+
+    def reseed(self, seed: int) -> None:
+        """Start fresh episodes in every environment from ``seed`` (steps mode)."""
+        self.collector.reset(seed)
+        self.collector.seed = seed
+
+    def load_weights(self, weights: dict[str, Tensor], version: int) -> None:
+        self.agent.policy.load_state_dict(weights)
+        self.version = version
+
+    def collect_steps(self, weights: dict[str, Tensor], version: int, num_steps: int,
+                      step_offset: int) -> Rollout:
+        self.load_weights(weights, version)
+        rollout = self.collector.collect_steps(num_steps, step_offset)
+        rollout.weights_version = self.version  # the version this worker actually holds
+        return rollout
+
+    def collect_episodes(self, weights: dict[str, Tensor], version: int,
+                         reset_seed: int | list[int] | None, max_steps: int,
+                         step_offset: int) -> Rollout:
+        self.load_weights(weights, version)
+        rollout = self.collector.collect_episodes(reset_seed, max_steps, step_offset)
+        rollout.weights_version = self.version
+        return rollout
+
+
+# -- merging -------------------------------------------------------------------------------------
+@dataclass
+class MergedRollout(Rollout):
+    """A ``Rollout`` merged from several workers; ``num_steps`` counts the steps they took.
+
+    Episode rollouts of different lengths are padded to the longest with masked steps; those
+    steps were never taken, so ``num_steps`` is ``sum_k T_k * N_k``, not ``T * N``.
+    """
+
+    env_steps: int = 0
+
+    @property
+    def num_steps(self) -> int:
+        return self.env_steps
+
+
+def merge_rollouts(rollouts: list[Rollout], device: torch.device | str = "cpu") -> MergedRollout:
+    """Concatenate worker rollouts ``[T_k, N_k]`` along the environment axis.
+
+    Shorter rollouts (episodes mode) are padded to ``T = max_k T_k`` with masked steps: mask
+    False, reward 0, not terminated, not truncated, the last observation and action repeated
+    (so every log-probability stays finite; the mask keeps them out of every loss).
+
+    Returns:
+        a ``MergedRollout`` with ``[T, sum_k N_k]`` tensors on ``device``, the episodes of
+        worker 0 first, and ``weights_version`` of the first rollout.
+
+    Raises:
+        ValueError: no rollouts, or rollouts whose observation or action shapes differ.
+    """
+    if not rollouts:
+        raise ValueError("merge_rollouts needs at least one rollout")
+    horizon = max(r.rewards.shape[0] for r in rollouts)
+    for r in rollouts[1:]:
+        if (r.obs.shape[2:] != rollouts[0].obs.shape[2:]
+                or r.actions.shape[2:] != rollouts[0].actions.shape[2:]):
+            raise ValueError(f"worker rollouts differ in shape: obs {tuple(r.obs.shape)} vs "
+                             f"{tuple(rollouts[0].obs.shape)}, actions {tuple(r.actions.shape)} "
+                             f"vs {tuple(rollouts[0].actions.shape)}")
+    padded = [_pad(r, horizon) for r in rollouts]
+    merged = {name: torch.cat([getattr(r, name) for r in padded], dim=1).to(device)
+              for name in ("obs", "actions", "rewards", "terminated", "truncated", "mask")}
+    return MergedRollout(
+        **merged,
+        episode_returns=[x for r in rollouts for x in r.episode_returns],
+        episode_lengths=[x for r in rollouts for x in r.episode_lengths],
+        weights_version=rollouts[0].weights_version,
+        env_steps=sum(r.num_steps for r in rollouts),
+    )
+
+
+def _pad(rollout: Rollout, horizon: int) -> Rollout:
+    extra = horizon - rollout.rewards.shape[0]
+    if extra == 0:
+        return rollout
+
+    def repeat_last(x: Tensor) -> Tensor:
+        return torch.cat([x, x[-1:].expand(extra, *x.shape[1:])])
+
+    def falses(x: Tensor) -> Tensor:
+        return torch.cat([x, x.new_zeros((extra, *x.shape[1:]))])
+
+    return Rollout(obs=repeat_last(rollout.obs), actions=repeat_last(rollout.actions),
+                   rewards=falses(rollout.rewards), terminated=falses(rollout.terminated),
+                   truncated=falses(rollout.truncated), mask=falses(rollout.mask))
+
+
+def check_versions(rollouts: list[Rollout], expected: int) -> None:
+    """Raise ``StaleRolloutError`` unless every rollout was collected with weights ``expected``."""
+    stale = {k: r.weights_version for k, r in enumerate(rollouts) if r.weights_version != expected}
+    if stale:
+        found = ", ".join(f"worker {k}: version {v}" for k, v in stale.items())
+        raise StaleRolloutError(f"on-policy update at weights version {expected} got rollouts "
+                                f"collected with other weights ({found})")
+
+
+def split_reset_seeds(reset_seed: int | list[int] | None, workers: int,
+                      envs_per_worker: int) -> list[int | list[int] | None]:
+    """The reset seeds of each worker for one batch of episodes.
+
+    A list of ``workers * envs_per_worker`` seeds is split in order. A list of
+    ``envs_per_worker`` seeds (one worker's worth, as ``Agent`` gives) is reused by every worker
+    through ``derive_seed(seed, worker)``: environments that share a seed inside a worker (the
+    groups of the leave-one-out baseline) still do, and workers start different episodes. An
+    int becomes ``derive_seed(reset_seed, worker)``; ``None`` stays ``None``.
+
+    Raises:
+        ValueError: a list of any other length.
+    """
+    if reset_seed is None:
+        return [None] * workers
+    if isinstance(reset_seed, int):
+        return [derive_seed(reset_seed, k) for k in range(workers)]
+    seeds = list(reset_seed)
+    if len(seeds) == workers * envs_per_worker:
+        return [seeds[k * envs_per_worker:(k + 1) * envs_per_worker] for k in range(workers)]
+    if len(seeds) == envs_per_worker:
+        return [[derive_seed(s, k) for s in seeds] for k in range(workers)]
+    raise ValueError(f"got {len(seeds)} reset seeds for {workers} workers of {envs_per_worker} "
+                     f"environments; give {envs_per_worker} or {workers * envs_per_worker}")
+
+
+def policy_weights(policy: torch.nn.Module) -> dict[str, Tensor]:
+    """The policy's state dict on the CPU, detached (what ``ray.put`` broadcasts)."""
+    return {name: value.detach().cpu() for name, value in policy.state_dict().items()}
+
+
+# -- the learner's side ----------------------------------------------------------------------------
+class RayCollector:
+    """Collects each update's rollout on ``config.workers`` Ray actors; see the module docstring.
+
+    Starts a local Ray instance (one CPU per core, no dashboard) unless Ray is running or
+    ``config.ray_address`` names a cluster, then starts the workers and waits until they are
+    ready. ``close()`` stops them (and the local Ray instance, if this collector started it); the
+    next collect starts them again.
+
+    Args:
+        agent: the learner; its class, config, policy and ``weights_version`` are read.
+        worker_cls: the actor's class (a ``RolloutWorker`` subclass, e.g. in tests).
+
+    Raises:
+        ValueError: Ray is not installed, ``workers`` exceeds this machine's CPUs (local Ray),
+            or a worker cannot build the agent.
+    """
+
+    def __init__(self, agent: Agent, worker_cls: type[RolloutWorker] = RolloutWorker) -> None:
+        self._ray = import_ray()
+        self.agent = agent
+        self.config = agent.config
+        self.num_workers = self.config.workers
+        if self.num_workers < 1:
+            raise ValueError(f"RayCollector needs workers >= 1, got {self.num_workers}")
+        self.num_envs = self.num_workers * self.config.num_envs
+        self.worker_cls = worker_cls
+        self.faults = 0
+        """Worker deaths seen while collecting (each one's share was collected again)."""
+        self.restarts = [0] * self.num_workers
+        self.startup_seconds = 0.0
+        self._seed = self.config.seed
+        self._reseed_pending = False
+        self._owns_ray = False
+        self.actors: list[Any] = []
+        self._start()
+
+    # -- life cycle ------------------------------------------------------------------------------
+    def _start(self) -> None:
+        start = time.perf_counter()
+        ray = self._ray
+        if not ray.is_initialized():
+            quiet = {"include_dashboard": False, "log_to_driver": False,
+                     "logging_level": logging.ERROR}
+            if self.config.ray_address:
+                ray.init(address=self.config.ray_address, **quiet)
+            else:
+                cpus = os.cpu_count() or 1
+                if self.num_workers > cpus:
+                    raise ValueError(f"--workers {self.num_workers} needs as many CPUs; this "
+                                     f"machine has {cpus} (join a cluster with --ray-address)")
+                # "local": a new instance of our own, even if RAY_ADDRESS or `ray start` names one
+                ray.init(address="local", num_cpus=cpus, **quiet)
+            self._owns_ray = True
+        cluster_cpus = ray.cluster_resources().get("CPU", 0)
+        if cluster_cpus < self.num_workers:
+            warnings.warn(f"{self.num_workers} workers need {self.num_workers} CPUs; the Ray "
+                          f"cluster has {cluster_cpus:g} now (waiting for more)", RuntimeWarning,
+                          stacklevel=3)
+        _pickle_by_value_if_needed(type(self.agent))
+        self._actor_class = ray.remote(num_cpus=1, max_restarts=MAX_RESTARTS,
+                                       max_task_retries=0)(self.worker_cls)
+        self.actors = [self._spawn(k) for k in range(self.num_workers)]
+        for k, actor in enumerate(self.actors):
+            try:
+                ray.get(actor.ping.remote())
+            except ray.exceptions.RayError as err:
+                self.close()
+                raise ValueError(f"Ray worker {k} could not build {type(self.agent).__name__}: "
+                                 f"{_first_line(err)}") from None
+        self.startup_seconds = time.perf_counter() - start
+
+    def _spawn(self, k: int) -> Any:
+        return self._actor_class.remote(type(self.agent), self.config, self._worker_seed(k))
+
+    def close(self) -> None:
+        """Stop the workers, and Ray if this collector started it. Safe to call twice."""
+        for actor in self.actors:
+            with contextlib.suppress(Exception):
+                self._ray.kill(actor, no_restart=True)
+        self.actors = []
+        if self._owns_ray and self._ray.is_initialized():
+            self._ray.shutdown()
+        self._owns_ray = False
+
+    @property
+    def seed(self) -> int:
+        """Seed of the workers' next fresh episodes; setting it restarts every env (steps mode)."""
+        return self._seed
+
+    @seed.setter
+    def seed(self, value: int) -> None:
+        self._seed = value
+        self._reseed_pending = True
+
+    def _worker_seed(self, k: int) -> int:
+        return derive_seed(self._seed, _WORKER_SEED, k, _RESTART_SEED, self.restarts[k])
+
+    # -- collecting --------------------------------------------------------------------------------
+    def collect_steps(self, num_steps: int, step_offset: int = 0) -> Rollout:
+        """``num_steps`` steps in each of the ``workers * num_envs`` environments."""
+        if not self.actors:
+            self._start()
+        if self._reseed_pending:
+            self._ray.get([actor.reseed.remote(self._worker_seed(k))
+                           for k, actor in enumerate(self.actors)])
+            self._reseed_pending = False
+        return self._collect("collect_steps", [(num_steps, step_offset)] * self.num_workers)
+
+    def collect_episodes(self, reset_seed: int | list[int] | None, max_steps: int,
+                         step_offset: int = 0) -> Rollout:
+        """One episode in every environment; each worker gets its share of ``reset_seed``."""
+        if not self.actors:
+            self._start()
+        seeds = split_reset_seeds(reset_seed, self.num_workers, self.config.num_envs)
+        return self._collect("collect_episodes",
+                             [(s, max_steps, step_offset) for s in seeds])
+
+    def _collect(self, method: str, args: list[tuple]) -> Rollout:
+        ray = self._ray
+        version = self.agent.weights_version
+        weights = ray.put(policy_weights(self.agent.policy))  # one copy, read by every worker
+
+        def submit(k: int) -> Any:
+            return getattr(self.actors[k], method).remote(weights, version, *args[k])
+
+        pending = [submit(k) for k in range(self.num_workers)]
+        rollouts: list[Rollout] = []
+        for k in range(self.num_workers):
+            for attempt in range(1, MAX_ATTEMPTS + 1):
+                try:
+                    rollouts.append(ray.get(pending[k]))
+                    break
+                except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as err:
+                    # the partial rollout died with the worker: drop it, collect the share again
+                    self.faults += 1
+                    if attempt == MAX_ATTEMPTS:
+                        raise WorkerError(f"Ray worker {k} died {attempt} times in one update; "
+                                          f"last: {_first_line(err)}") from None
+                    warnings.warn(f"Ray worker {k} died while collecting ({_first_line(err)}); "
+                                  "its partial rollout is dropped and collected again",
+                                  RuntimeWarning, stacklevel=3)
+                    self._recover(k)
+                    pending[k] = submit(k)
+                except ray.exceptions.RayTaskError as err:
+                    raise _unwrap(k, err) from None
+        check_versions(rollouts, version)
+        return merge_rollouts(rollouts, self.agent.device)
+
+    def _recover(self, k: int) -> None:
+        """Wait until worker ``k`` is back (restarted by Ray, or replaced), with fresh seeds."""
+        ray = self._ray
+        self.restarts[k] += 1
+        deadline = time.monotonic() + RESTART_TIMEOUT_S
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise WorkerError(f"Ray worker {k} did not come back within "
+                                  f"{RESTART_TIMEOUT_S:.0f} s")
+            try:
+                ray.get(self.actors[k].reseed.remote(self._worker_seed(k)), timeout=remaining)
+                return
+            except ray.exceptions.ActorUnavailableError:
+                time.sleep(0.1)  # restarting: calls may be refused for a moment
+            except ray.exceptions.RayActorError:
+                # its restarts are spent (or it cannot come back): replace it with a new actor
+                with contextlib.suppress(Exception):
+                    ray.kill(self.actors[k], no_restart=True)
+                self.actors[k] = self._spawn(k)
+            except ray.exceptions.GetTimeoutError:
+                continue
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _unwrap(k: int, err: Any) -> BaseException:
+    """The worker's own exception (``RayTaskError.cause``), naming the worker."""
+    cause = getattr(err, "cause", None)
+    if isinstance(cause, NonFiniteError):
+        return NonFiniteError(f"Ray worker {k}: {cause}")
+    return cause if isinstance(cause, BaseException) else err
+
+
+def _pickle_by_value_if_needed(agent_cls: type) -> None:
+    """Ship an agent class by value when workers could not import its module by name.
+
+    ``pgrad train --agent path/file.py:Class`` loads the file as a module that exists only in
+    this process; ``__main__`` classes are pickled by value by cloudpickle already.
+    """
+    import sys
+
+    module_name = agent_cls.__module__
+    module = sys.modules.get(module_name)
+    if module is None or module_name == "__main__":
+        return
+    top_level = module_name.partition(".")[0]
+    if importlib.machinery.PathFinder.find_spec(top_level) is None:
+        from ray import cloudpickle
+
+        cloudpickle.register_pickle_by_value(module)
