@@ -68,6 +68,13 @@ class Rollout:
 Encoder = Callable[[Tensor], Tensor]
 
 
+def _all_finite(x: Tensor) -> bool:
+    """``torch.isfinite(x).all()``; through numpy for CPU floats, where it costs a fifth."""
+    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
+        return bool(np.isfinite(x.detach().numpy()).all())
+    return bool(torch.isfinite(x).all())
+
+
 class Collector:
     """Collects ``Rollout``s from a vector environment with one policy call per step.
 
@@ -97,7 +104,7 @@ class Collector:
     # -- helpers -----------------------------------------------------------------------------
     def _observe(self, raw: np.ndarray, step: int) -> Tensor:
         obs = self.encode(torch.as_tensor(raw, device=self.device))
-        if obs.is_floating_point() and not torch.isfinite(obs).all():
+        if obs.is_floating_point() and not _all_finite(obs):
             env = int((~torch.isfinite(obs)).flatten(1).any(1).nonzero()[0])
             raise NonFiniteError(f"non-finite observation from environment {env} at step {step}")
         return obs

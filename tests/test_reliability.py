@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 import signal
@@ -174,7 +175,7 @@ class FlakyLoss(A2C):
         parts, stats = super().compute_loss(rollout, entropy_coef)
         self.calls = getattr(self, "calls", 0) + 1
         if self.calls in self.bad_calls:
-            parts.total = parts.total * float("nan")
+            parts = dataclasses.replace(parts, total=parts.total * float("nan"))
         return parts, stats
 
 

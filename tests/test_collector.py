@@ -1,0 +1,73 @@
+"""The collector's batched bookkeeping and the policies' fast sampler, against plain references."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pgrad import A2C
+from pgrad.policies import GumbelCategorical
+from pgrad.rollout import Collector, Rollout
+
+
+@pytest.mark.parametrize("batch", [(), (3,), (2, 5)])
+def test_gumbel_categorical_samples_the_categorical_distribution(batch):
+    torch.manual_seed(0)
+    logits = torch.randn(*batch, 4) * 2
+    logits[..., 3] = -1e30  # an action with probability 0 is never drawn
+    dist = GumbelCategorical(logits=logits)
+    assert dist.sample().shape == batch
+    draws = 40_000
+    samples = dist.sample((draws,))
+    assert samples.shape == (draws, *batch) and samples.dtype == torch.int64
+    freq = torch.nn.functional.one_hot(samples, 4).double().mean(0)
+    probs = dist.probs.double()
+    se = (probs * (1 - probs) / draws).sqrt()
+    assert ((freq - probs).abs() <= 5 * se + 1e-12).all(), (freq, probs)
+    assert (samples != 3).all()
+
+
+def _reference_episodes(rewards, done, mask, running_return, running_length):
+    """The step-by-step bookkeeping: accumulate live rewards, record and reset at each end."""
+    returns, lengths = [], []
+    for t in range(rewards.shape[0]):
+        for n in range(rewards.shape[1]):
+            if mask[t, n]:
+                running_return[n] += rewards[t, n]
+                running_length[n] += 1
+                if done[t, n]:
+                    returns.append(running_return[n])
+                    lengths.append(running_length[n])
+                    running_return[n], running_length[n] = 0.0, 0
+    return returns, lengths
+
+
+def test_episode_statistics_match_a_step_by_step_loop():
+    rng = np.random.default_rng(0)
+    collector = Collector.__new__(Collector)
+    T, N = 9, 5
+    collector._running_return = np.zeros(N)
+    collector._running_length = np.zeros(N, dtype=np.int64)
+    ref_return, ref_length = np.zeros(N), np.zeros(N, dtype=np.int64)
+    for _ in range(6):  # episodes spanning several rollouts, several ends per env in one
+        rewards = rng.normal(size=(T, N)).astype(np.float32)
+        done = rng.random((T, N)) < 0.3
+        mask = rng.random((T, N)) < 0.8
+        rollout = Rollout(*(torch.zeros(1),) * 6)
+        collector._track_episodes(rewards, done, mask, rollout)
+        returns, lengths = _reference_episodes(rewards, done, mask, ref_return, ref_length)
+        assert rollout.episode_lengths == lengths
+        assert np.allclose(rollout.episode_returns, returns, rtol=0, atol=1e-9)
+        assert np.allclose(collector._running_return, ref_return, rtol=0, atol=1e-9)
+        assert np.array_equal(collector._running_length, ref_length)
+
+
+def test_non_finite_reward_names_env_and_step():
+    agent = A2C(env_id="CartPole-v1", num_envs=3, num_steps=4, quiet=True)
+    rewards = np.ones((4, 3), dtype=np.float32)
+    rewards[2, 1] = math.nan
+    with pytest.raises(ValueError, match="reward nan from environment 1 at step 106"):
+        agent.collector._check_rewards(rewards, step_offset=100)

@@ -1,0 +1,253 @@
+"""Ray rollout workers: merging, seeds, the on-policy check, faults, learning parity, the CLI.
+
+The pure helpers and the "no Ray" path run everywhere; every test that needs Ray asks for the
+``ray_cluster`` fixture, which skips when Ray is not installed and otherwise starts one local
+instance (2 CPUs) for the whole module.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers import ROOT, pgrad
+from pgrad.agents import CartPole
+
+from pgrad.agent import A2C
+from pgrad.distributed import (
+    RAY_MISSING,
+    MergedRollout,
+    RolloutWorker,
+    StaleRolloutError,
+    check_versions,
+    merge_rollouts,
+    split_reset_seeds,
+)
+from pgrad.envs_util import derive_seed
+from pgrad.logger import Logger
+from pgrad.rollout import Rollout
+
+
+def small_rollout(T: int, N: int, fill: float, version: int = 0) -> Rollout:
+    """A hand-made rollout: every reward is ``fill``, the last step terminates env 0."""
+    terminated = torch.zeros(T, N, dtype=torch.bool)
+    terminated[-1, 0] = True
+    return Rollout(
+        obs=torch.full((T + 1, N, 3), fill), actions=torch.arange(T * N).reshape(T, N),
+        rewards=torch.full((T, N), fill), terminated=terminated,
+        truncated=torch.zeros(T, N, dtype=torch.bool), mask=torch.ones(T, N, dtype=torch.bool),
+        episode_returns=[fill * T], episode_lengths=[T], weights_version=version)
+
+
+# -- pure helpers (no Ray needed) -------------------------------------------------------------------
+def test_merge_concatenates_along_envs_and_pads_short_episodes():
+    long, short = small_rollout(4, 2, 1.0), small_rollout(2, 3, 2.0)
+    merged = merge_rollouts([long, short])
+    assert isinstance(merged, MergedRollout)
+    assert merged.obs.shape == (5, 5, 3) and merged.actions.shape == (4, 5)
+    for name in ("rewards", "terminated", "truncated", "mask"):
+        assert getattr(merged, name).shape == (4, 5), name
+    # worker 0's columns are untouched
+    assert torch.equal(merged.rewards[:, :2], long.rewards)
+    assert torch.equal(merged.obs[:, :2], long.obs)
+    # worker 1 padded from T=2 to T=4: masked, no reward, no episode end, last obs/action repeated
+    assert merged.mask[:2, 2:].all() and not merged.mask[2:, 2:].any()
+    assert (merged.rewards[2:, 2:] == 0).all()
+    assert not merged.terminated[2:, 2:].any() and not merged.truncated[2:, 2:].any()
+    assert merged.terminated[1, 2] and merged.terminated[3, 0]
+    assert torch.equal(merged.obs[3:, 2:], short.obs[-1:].expand(2, 3, 3))
+    assert torch.equal(merged.actions[2:, 2:], short.actions[-1:].expand(2, 3))
+    # steps actually taken: 4*2 + 2*3, not the padded 4*5
+    assert merged.num_steps == 14
+    assert merged.episode_returns == [4.0, 4.0] and merged.episode_lengths == [4, 2]
+
+
+def test_merge_of_equal_lengths_is_a_plain_concatenation():
+    a, b = small_rollout(3, 2, 1.0), small_rollout(3, 2, 5.0)
+    merged = merge_rollouts([a, b])
+    assert torch.equal(merged.rewards, torch.cat([a.rewards, b.rewards], dim=1))
+    assert merged.num_steps == merged.rewards.numel() == 12
+
+
+def test_merge_refuses_mismatched_shapes():
+    odd = small_rollout(3, 2, 1.0)
+    odd.obs = torch.zeros(4, 2, 5)
+    with pytest.raises(ValueError, match="differ in shape"):
+        merge_rollouts([small_rollout(3, 2, 1.0), odd])
+    with pytest.raises(ValueError, match="at least one"):
+        merge_rollouts([])
+
+
+def test_stale_weights_version_is_refused():
+    check_versions([small_rollout(2, 1, 0.0, version=7)] * 2, expected=7)
+    with pytest.raises(StaleRolloutError, match=r"version 7 .*worker 1: version 6"):
+        check_versions([small_rollout(2, 1, 0.0, version=7), small_rollout(2, 1, 0.0, version=6)],
+                       expected=7)
+
+
+def test_reset_seeds_are_split_or_derived_per_worker():
+    assert split_reset_seeds([1, 2, 3, 4], workers=2, envs_per_worker=2) == [[1, 2], [3, 4]]
+    per_worker = split_reset_seeds([5, 5, 9, 9], workers=2, envs_per_worker=4)
+    assert per_worker[0] != per_worker[1]
+    for seeds in per_worker:  # groups that share a start keep sharing it
+        assert seeds[0] == seeds[1] and seeds[2] == seeds[3] and seeds[0] != seeds[2]
+    assert split_reset_seeds(3, 2, 8) == [derive_seed(3, 0), derive_seed(3, 1)]
+    assert split_reset_seeds(None, 3, 8) == [None, None, None]
+    with pytest.raises(ValueError, match="3 reset seeds"):
+        split_reset_seeds([1, 2, 3], 2, 2)
+
+
+def test_workers_without_ray_fail_with_one_line(tmp_path):
+    fake = tmp_path / "no_ray" / "ray"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('ray is not installed (test)')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake.parent), str(ROOT)])}
+
+    result = subprocess.run([sys.executable, "-m", "pgrad.cli", "train", "--workers", "2",
+                             "--total-steps", "100", "--logdir", "runs"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pgrad[ray]" in lines[0], result.stderr
+    assert lines[0] == f"pgrad: error: {RAY_MISSING}"
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+# -- with Ray ---------------------------------------------------------------------------------------
+def test_cli_trains_with_two_workers(tmp_path):
+    pytest.importorskip("ray")
+    result = pgrad("train", "CartPole-v1", "--workers", "2", "--total-steps", "5000", "--quiet",
+                   "--logdir", "runs", cwd=tmp_path, timeout=240)
+    assert result.returncode == 0, result.stderr
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("run directory: "), result.stdout
+    run_dir = tmp_path / last.removeprefix("run directory: ")
+    assert list((run_dir / "checkpoints").glob("step_*.pt"))
+
+
+def test_a_file_agent_reaches_the_workers(tmp_path):
+    """``--agent path/file.py:Class`` exists only in the driver; the workers get it by value."""
+    pytest.importorskip("ray")
+    (tmp_path / "my_agent.py").write_text(
+        "from pgrad.agent import A2C\n\n\n"
+        "class Mine(A2C):\n    name = 'mine'\n    defaults = {**A2C.defaults, 'num_envs': 2}\n")
+    result = pgrad("train", "CartPole-v1", "--agent", f"{tmp_path / 'my_agent.py'}:Mine",
+                   "--workers", "2", "--total-steps", "512", "--set", "eval_episodes=0",
+                   "--quiet", "--logdir", "runs", cwd=Path(tmp_path), timeout=240)
+    assert result.returncode == 0, result.stderr
+    assert "__mine__" in result.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def test_collector_refuses_a_rollout_from_other_weights(ray_cluster):
+    class StaleWorker(RolloutWorker):
+        """Reports the previous weights version, as a worker that missed a broadcast would."""
+
+        def collect_steps(self, weights, version, num_steps, step_offset):
+            rollout = super().collect_steps(weights, version, num_steps, step_offset)
+            rollout.weights_version = version - 1
+            return rollout
+
+    from pgrad.distributed import RayCollector
+
+    agent = A2C(num_envs=2, num_steps=4, quiet=True)
+    agent.config = agent.config.replace(workers=2)
+    collector = RayCollector(agent, worker_cls=StaleWorker)
+    try:
+        with pytest.raises(StaleRolloutError, match="version 0"):
+            collector.collect_steps(4)
+    finally:
+        collector.close()
+    assert ray_cluster.is_initialized(), "a collector must not shut down a Ray it did not start"
+
+
+def test_same_seed_and_workers_give_the_same_run(ray_cluster, tmp_path):
+    weights = []
+    for run in range(2):
+        agent = A2C(workers=2, num_envs=4, num_steps=32, total_steps=8 * 256, seed=5,
+                    eval_episodes=0, run_dir=tmp_path / str(run), quiet=True).train()
+        agent.collector.close()
+        assert agent.global_step == 8 * 256
+        weights.append(agent.policy.state_dict())
+    for name in weights[0]:
+        assert torch.equal(weights[0][name], weights[1][name]), name
+
+
+def test_killed_worker_is_restarted_and_its_partial_rollout_dropped(ray_cluster, tmp_path,
+                                                                     monkeypatch):
+    updates, num_steps, num_envs = 10, 256, 4
+    agent = A2C(workers=2, num_envs=num_envs, num_steps=num_steps, seed=3, eval_episodes=0,
+                total_steps=updates * num_steps * 2 * num_envs, run_dir=tmp_path / "run",
+                quiet=True)
+    collector = agent.collector
+    pid_before = ray_cluster.get(collector.actors[0].ping.remote())
+    logged: list[float] = []
+    original_episodes = Logger.episodes
+
+    def record_episodes(self, returns, lengths, step):
+        logged.extend(returns)
+        return original_episodes(self, returns, lengths, step)
+
+    monkeypatch.setattr(Logger, "episodes", record_episodes)
+    rollouts: list[Rollout] = []
+    original_collect = agent.collect
+
+    def collect_and_kill():
+        if len(rollouts) == 3:  # kill worker 0 while it is collecting the 4th rollout
+            def kill():
+                time.sleep(0.02)
+                ray_cluster.kill(collector.actors[0], no_restart=False)
+
+            threading.Thread(target=kill).start()
+        rollouts.append(original_collect())
+        return rollouts[-1]
+
+    monkeypatch.setattr(agent, "collect", collect_and_kill)
+    with pytest.warns(RuntimeWarning, match="died while collecting"):
+        agent.train()
+    try:
+        pid_after = ray_cluster.get(collector.actors[0].ping.remote())
+    finally:
+        collector.close()
+    assert collector.faults >= 1 and pid_after != pid_before
+    # full batches only: every update learned from all 8 envs x 256 steps, counted once
+    assert len(rollouts) == agent.updates == updates
+    assert all(r.rewards.shape == (num_steps, 2 * num_envs) for r in rollouts)
+    assert agent.global_step == sum(r.num_steps for r in rollouts) == updates * num_steps * 8
+    # every logged episode ends inside the data it was learned from: none from a dropped rollout
+    for r in rollouts:
+        ends = int(((r.terminated | r.truncated) & r.mask).sum())
+        assert len(r.episode_returns) == ends
+    assert logged == [x for r in rollouts for x in r.episode_returns]
+
+
+@pytest.mark.slow
+def test_two_workers_learn_cartpole_like_one_process(ray_cluster, tmp_path):
+    """At equal env steps and equal batch (8 envs: 8 in-process, or 2 workers x 4), the CartPole
+    preset learns as well with workers as without. Seed noise at 50k steps is large (evaluations
+    from 300 to 500 across seeds), so the check is a threshold that both clear, not equality."""
+    results: dict[int, list[float]] = {0: [], 2: []}
+    for seed in (1, 2):
+        for workers, num_envs in ((0, 8), (2, 4)):
+            agent = CartPole(seed=seed, workers=workers, num_envs=num_envs, total_steps=50_000,
+                             run_dir=tmp_path / f"{seed}-{workers}", quiet=True).train()
+            if workers:
+                agent.collector.close()
+            assert 50_000 <= agent.global_step < 50_000 + 8 * 500
+            results[workers].append(agent.evaluate(episodes=20)["mean_return"])
+    assert min(results[0]) >= 250 and min(results[2]) >= 250, results
+    assert abs(np.mean(results[2]) - np.mean(results[0])) <= 150, results
