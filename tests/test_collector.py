@@ -30,6 +30,20 @@ def test_gumbel_categorical_samples_the_categorical_distribution(batch):
     assert (samples != 3).all()
 
 
+def test_gumbel_categorical_has_categoricals_log_prob_entropy_and_gradients():
+    logits = (torch.randn(6, 5) * 3).requires_grad_()
+    fast, plain = GumbelCategorical(logits=logits), torch.distributions.Categorical(logits=logits)
+    actions = plain.sample()
+    assert fast.batch_shape == plain.batch_shape and fast.event_shape == plain.event_shape
+    for name in ("logits", "probs"):
+        torch.testing.assert_close(getattr(fast, name), getattr(plain, name))
+    torch.testing.assert_close(fast.entropy(), plain.entropy())
+    torch.testing.assert_close(fast.log_prob(actions), plain.log_prob(actions))
+    grad_fast, = torch.autograd.grad((fast.log_prob(actions) + fast.entropy()).sum(), logits)
+    grad_plain, = torch.autograd.grad((plain.log_prob(actions) + plain.entropy()).sum(), logits)
+    torch.testing.assert_close(grad_fast, grad_plain)
+
+
 def _reference_episodes(rewards, done, mask, running_return, running_length):
     """The step-by-step bookkeeping: accumulate live rewards, record and reset at each end."""
     returns, lengths = [], []
