@@ -35,6 +35,7 @@ def assert_bitwise_equal(a, b, dir_a: Path, dir_b: Path) -> None:
 
 
 @pytest.mark.parametrize("agent_cls,vectorization", [(A2C, "sync"), (A2C, "vector_entry_point"),
+                                                     (A2C, "async"),
                                                      (Reinforce, "sync"),
                                                      (Reinforce, "vector_entry_point")])
 def test_same_seed_gives_bitwise_identical_runs(agent_cls, vectorization, tmp_path):
