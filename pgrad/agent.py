@@ -456,9 +456,20 @@ class Agent:
 
     @classmethod
     def load(cls, path: str | Path, **overrides: Any) -> Agent:
-        """Rebuild an agent from a checkpoint file (loaded with ``weights_only=True``)."""
+        """Rebuild an agent from a checkpoint file (loaded with ``weights_only=True``).
+
+        The agent collects in this process (``workers=0``) unless ``overrides`` say otherwise.
+        """
         state = ckpt.load(Path(path))
-        return cls._from_state(state, None, **overrides)
+        return cls._from_state(state, None, **{"workers": 0, **overrides})
+
+    @classmethod
+    def for_evaluation(cls, state: dict[str, Any]) -> Agent:
+        """An agent rebuilt from checkpoint ``state`` with the fewest environments it allows."""
+        config = state.get("config") or {}
+        grouped = config.get("baseline") in ("loo", "group")
+        num_envs = int(config.get("group_size", 2)) if grouped else 1
+        return cls._from_state(state, None, num_envs=num_envs, workers=0)
 
     @classmethod
     def _from_state(cls, state: dict[str, Any], run_dir: Path | None, **overrides: Any) -> Agent:
@@ -507,8 +518,14 @@ class _Fixed:
 
 
 def default_run_dir(env_id: str, agent_name: str, seed: int, root: str | Path = "runs") -> Path:
+    """``root/<env>__<agent>__<seed>__<unix-time>``, with ``_2``, ``_3``... if that is taken."""
     safe_env = env_id.replace("/", "-").replace(":", "-")
-    return Path(root) / f"{safe_env}__{agent_name}__{seed}__{int(time.time())}"
+    base = Path(root) / f"{safe_env}__{agent_name}__{seed}__{int(time.time())}"
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = base.with_name(f"{base.name}_{n}")
+    return candidate
 
 
 def _final(value: float) -> float | None:

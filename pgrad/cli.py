@@ -243,7 +243,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
            else AGENTS.get(str(state.get("agent_name")), Agent))
     if args.episodes < 1:
         raise UsageError(f"--episodes must be >= 1, got {args.episodes}")
-    agent = cls._from_state(state, None, num_envs=1)
+    agent = cls.for_evaluation(state)
     result = agent.evaluate(args.episodes, deterministic=not args.stochastic, seed=args.seed)
     if args.video:
         from pgrad.video import record

@@ -97,10 +97,15 @@ class RolloutWorker:
         self.agent = agent_cls(worker_config, quiet=True)
         self.collector = self.agent.collector
         self.version: int | None = None
+        self.last_collect_s = 0.0
 
     def ping(self) -> int:
         """The worker's process id (answers once the constructor has finished)."""
         return os.getpid()
+
+    def collect_seconds(self) -> float:
+        """Wall time of this worker's last collect (weights loaded, rollout built), in seconds."""
+        return self.last_collect_s
 
     def reseed(self, seed: int) -> None:
         """Start fresh episodes in every environment from ``seed`` (steps mode)."""
@@ -113,17 +118,21 @@ class RolloutWorker:
 
     def collect_steps(self, weights: dict[str, Tensor], version: int, num_steps: int,
                       step_offset: int) -> Rollout:
+        start = time.perf_counter()
         self.load_weights(weights, version)
         rollout = self.collector.collect_steps(num_steps, step_offset)
         rollout.weights_version = self.version  # the version this worker actually holds
+        self.last_collect_s = time.perf_counter() - start
         return rollout
 
     def collect_episodes(self, weights: dict[str, Tensor], version: int,
                          reset_seed: int | list[int] | None, max_steps: int,
                          step_offset: int) -> Rollout:
+        start = time.perf_counter()
         self.load_weights(weights, version)
         rollout = self.collector.collect_episodes(reset_seed, max_steps, step_offset)
         rollout.weights_version = self.version
+        self.last_collect_s = time.perf_counter() - start
         return rollout
 
 

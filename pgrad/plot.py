@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-_SEED_AND_TIME = re.compile(r"__\d+__\d+$")
+_SEED_AND_TIME = re.compile(r"__\d+__\d+(_\d+)?$")
 
 
 def read_scalars(run_dir: Path, tag: str) -> tuple[np.ndarray, np.ndarray]:

@@ -70,3 +70,11 @@ def test_readme_subclass_example_trains(tmp_path):
 
     steps, returns = read_scalars(tmp_path / "runs" / "mine", "charts/episodic_return")
     assert steps[-1] >= 2000 and len(returns) > 0
+
+
+def test_eval_of_a_grouped_baseline_run_and_stochastic(tmp_path):
+    run_dir = train_small(tmp_path, "--set", "baseline=loo", "--set", "group_size=4")
+    result = pgrad("eval", str(run_dir), "--episodes", "3", "--stochastic", "--json",
+                   cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["episodes"] == 3
