@@ -376,6 +376,10 @@ class Agent:
         if not config_path.exists():
             config_path.write_text(self.config.to_json() + "\n")
         (self.run_dir / "agent.txt").write_text(self.spec() + "\n")
+        if not self.quiet:
+            verb = "resuming" if self.global_step else "training"
+            print(f"{verb} {self.config.env_id} with agent {self.name} to {total:,} steps; "
+                  f"TensorBoard: tensorboard --logdir {self.run_dir.parent}", flush=True)
         logger = Logger(self.run_dir, total, start_step=self.global_step, quiet=self.quiet,
                         purge_step=self.global_step + 1 if self.global_step else None)
         if not self.global_step:

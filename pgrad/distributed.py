@@ -294,8 +294,11 @@ class RayCollector:
                 if self.num_workers > cpus:
                     raise ValueError(f"--workers {self.num_workers} needs as many CPUs; this "
                                      f"machine has {cpus} (join a cluster with --ray-address)")
-                # "local": a new instance of our own, even if RAY_ADDRESS or `ray start` names one
-                ray.init(address="local", num_cpus=cpus, **quiet)
+                # "local": a new instance of our own, even if RAY_ADDRESS or `ray start` names
+                # one. Ray runs workers at niceness 15 by default; ours do the run's main work
+                # while the learner waits, so on a busy machine they must not yield to everything.
+                ray.init(address="local", num_cpus=cpus, _system_config={"worker_niceness": 0},
+                         **quiet)
             self._owns_ray = True
         cluster_cpus = ray.cluster_resources().get("CPU", 0)
         if cluster_cpus < self.num_workers:
