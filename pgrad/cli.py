@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--agent", default=None,
                     help="agent class to rebuild (needed for agents defined in your own file)")
     ev.add_argument("--video", default=None, metavar="DIR",
-                    help="also record the episodes as MP4 files in DIR (needs moviepy)")
+                    help="also record up to 3 episodes as MP4 files in DIR (needs pgrad[video])")
 
     sub.add_parser("list", help="list agents, presets and pgrad's environments")
 
@@ -243,12 +243,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
            else AGENTS.get(str(state.get("agent_name")), Agent))
     if args.episodes < 1:
         raise UsageError(f"--episodes must be >= 1, got {args.episodes}")
+    if args.video:
+        from pgrad.video import check_available
+
+        check_available()
     agent = cls.for_evaluation(state)
     result = agent.evaluate(args.episodes, deterministic=not args.stochastic, seed=args.seed)
     if args.video:
         from pgrad.video import record
 
-        record(agent, Path(args.video), min(args.episodes, 3), not args.stochastic, args.seed)
+        videos = record(agent, Path(args.video), min(args.episodes, 3), not args.stochastic,
+                        args.seed)
+        print(f"recorded {len(videos)} episode(s) in {args.video}", file=sys.stderr)
     if args.json:
         print(json.dumps({k: result[k] for k in ("episodes", "mean_return", "std_return",
                                                   "mean_length")}))

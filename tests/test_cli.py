@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+
+import pytest
 from pathlib import Path
 
 from helpers import ROOT, pgrad
@@ -78,3 +80,15 @@ def test_eval_of_a_grouped_baseline_run_and_stochastic(tmp_path):
                    cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["episodes"] == 3
+
+
+def test_eval_records_video(tmp_path):
+    pytest.importorskip("moviepy")
+    result = pgrad("train", "CartPole-v1", "--total-steps", "1000", "--quiet", "--run-name", "cp",
+                   cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    run_dir = tmp_path / "runs" / "cp"
+    result = pgrad("eval", str(run_dir), "--episodes", "2", "--video", "vids", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    videos = sorted((tmp_path / "vids").glob("*.mp4"))
+    assert len(videos) == 2 and all(v.stat().st_size > 1000 for v in videos)
