@@ -5,21 +5,23 @@
 
 from __future__ import annotations
 
+from pgrad.agent import A2C, Agent, Reinforce
 from pgrad.agents.acrobot import Acrobot
 from pgrad.agents.bandit import Bandit
-from pgrad.agents.cartpole import CartPole
+from pgrad.agents.cartpole import CartPole, CartPoleFast
 from pgrad.agents.lunar_lander import LunarLander
 from pgrad.agents.pendulum import Pendulum
 from pgrad.agents.short_corridor import ShortCorridor
-
-from pgrad.agent import A2C, Agent, Reinforce
 
 GENERIC: dict[str, type[Agent]] = {"reinforce": Reinforce, "a2c": A2C}
 PRESETS: dict[str, type[Agent]] = {
     cls.env_id: cls  # type: ignore[misc]
     for cls in (CartPole, Acrobot, LunarLander, Pendulum, ShortCorridor, Bandit)
 }
-AGENTS: dict[str, type[Agent]] = {**GENERIC, **{cls.name: cls for cls in PRESETS.values()}}
+# presets that are not their environment's default, chosen by name (pgrad train --agent NAME)
+VARIANTS: dict[str, type[Agent]] = {cls.name: cls for cls in (CartPoleFast,)}
+AGENTS: dict[str, type[Agent]] = {**GENERIC, **{cls.name: cls for cls in PRESETS.values()},
+                                  **VARIANTS}
 
 
 def preset_for(env_id: str) -> type[Agent]:
@@ -27,5 +29,5 @@ def preset_for(env_id: str) -> type[Agent]:
     return PRESETS.get(env_id, A2C)
 
 
-__all__ = ["AGENTS", "GENERIC", "PRESETS", "Acrobot", "Bandit", "CartPole", "LunarLander",
-           "Pendulum", "ShortCorridor", "preset_for"]
+__all__ = ["AGENTS", "GENERIC", "PRESETS", "VARIANTS", "Acrobot", "Bandit", "CartPole",
+           "CartPoleFast", "LunarLander", "Pendulum", "ShortCorridor", "preset_for"]

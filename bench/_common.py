@@ -20,6 +20,7 @@ answers each with one JSON object.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -265,7 +266,7 @@ class _Session:
 
     def serve(self) -> None:
         """Answer commands until one says to train on (returns) or to stop (raises ``Stop``)."""
-        for line in sys.stdin:
+        while line := sys.stdin.readline():
             command = json.loads(line)
             if command["cmd"] == "run_until":
                 if self.finished:  # the budget is spent: nothing more to train
@@ -283,45 +284,53 @@ class _Session:
 
 
 def worker_main() -> None:
+    """Serve learners one after another: a spec line starts one, ``stop`` ends it."""
     out = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # whatever the libraries print goes to stderr, not into the protocol
 
     def send(message: dict) -> None:
         out.write(json.dumps(message) + "\n")
 
-    spec = json.loads(sys.stdin.readline())
     import torch
 
-    torch.set_num_threads(spec.pop("threads", 1))
-    learner = LEARNERS[spec.pop("library")](**spec)
-    session = _Session(learner, send)
-    send({"ready": True})
-    try:
-        session.serve()
-        session.resumed = time.perf_counter()
-        learner.train(session.pause)
-        session.finished = True
-        session.pause(learner.steps)
-    except Stop:
-        pass
+    while line := sys.stdin.readline():
+        spec = json.loads(line)
+        torch.set_num_threads(spec.pop("threads", 1))
+        learner = LEARNERS[spec.pop("library")](**spec)
+        session = _Session(learner, send)
+        send({"ready": True})
+        try:
+            session.serve()
+            session.resumed = time.perf_counter()
+            learner.train(session.pause)
+            session.finished = True
+            session.pause(learner.steps)
+        except Stop:
+            pass
+        send({"stopped": True})
 
 
 # -- the driver side -----------------------------------------------------------------------------
 class Worker:
-    """A learner in its own process; see the module docstring for the protocol.
+    """A process that runs learners, one at a time; see the module docstring for the protocol.
 
     Args:
-        spec: ``library`` (pgrad, sb3 or tianshou), ``env_id``, ``seed`` and the learner's
-            keyword arguments.
         python: the interpreter to run it with (the peers' own environment, if they need one).
     """
 
-    def __init__(self, spec: dict[str, Any], python: str = sys.executable) -> None:
-        self.spec = spec
-        self.log = tempfile.NamedTemporaryFile("w+", prefix="bench-worker-", suffix=".log")
+    def __init__(self, python: str = sys.executable) -> None:
+        # the worker's stderr, kept for as long as the worker runs (shown if it dies)
+        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115
+            "w+", prefix="bench-worker-", suffix=".log")
         self.proc = subprocess.Popen([python, str(HERE / "_common.py"), "--worker"],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=self.log, text=True, bufsize=1)
+        self.spec: dict[str, Any] | None = None
+
+    def start(self, spec: dict[str, Any]) -> None:
+        """Build a learner: ``library`` (pgrad, sb3 or tianshou), ``env_id``, ``seed`` and the
+        learner's keyword arguments."""
+        self.spec = spec
         self._send(spec)
         self._receive()
 
@@ -336,7 +345,7 @@ class Worker:
         if not line:
             self.log.seek(0)
             tail = "".join(self.log.readlines()[-15:])
-            raise RuntimeError(f"worker {self.spec} died:\n{tail}")
+            raise RuntimeError(f"worker for {self.spec} died:\n{tail}")
         return json.loads(line)
 
     def run_until(self, steps: int) -> dict:
@@ -345,15 +354,25 @@ class Worker:
         return self._receive()
 
     def evaluate(self, episodes: int = 10) -> dict:
+        assert self.spec is not None
         self._send({"cmd": "evaluate", "episodes": episodes, "env_id": self.spec["env_id"]})
         return self._receive()
+
+    def stop(self) -> None:
+        """End the current learner; the process waits for the next ``start``."""
+        self._send({"cmd": "stop"})
+        self._receive()
+        self.spec = None
 
     def close(self) -> None:
         if self.proc.poll() is None:
             try:
-                self._send({"cmd": "stop"})
+                if self.spec is not None:
+                    self.stop()
+                assert self.proc.stdin is not None
+                self.proc.stdin.close()
                 self.proc.wait(timeout=30)
-            except (BrokenPipeError, subprocess.TimeoutExpired):
+            except (BrokenPipeError, RuntimeError, subprocess.TimeoutExpired):
                 self.proc.kill()
         self.log.close()
 
@@ -390,10 +409,8 @@ def machine() -> str:
         pass
     versions = []
     for name in ("pgrad", "torch", "gymnasium", "numpy", "stable-baselines3", "tianshou"):
-        try:
+        with contextlib.suppress(md.PackageNotFoundError):
             versions.append(f"{name} {md.version(name)}")
-        except md.PackageNotFoundError:
-            pass
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (f"{time.strftime('%Y-%m-%d %H:%M')}, {cpu}, {os.cpu_count()} cores "
             f"(load {load:.1f} at start), Python {platform.python_version()}, "

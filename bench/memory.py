@@ -31,8 +31,8 @@ def main() -> None:
     parser.add_argument("--agent", default="cartpole")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
-    from pgrad.cli import resolve_agent
     from pgrad.checkpoint import list_checkpoints
+    from pgrad.cli import resolve_agent
 
     cls = resolve_agent(args.agent, None)
     with tempfile.TemporaryDirectory() as tmp:

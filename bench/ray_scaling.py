@@ -1,7 +1,7 @@
 """Ray rollout workers: throughput with 0, 1 and 2 workers, start-up, and the learner's costs.
 
-    python bench/ray_scaling.py            # about 4 minutes on 2 cores
-    python bench/ray_scaling.py --quick    # about 2 minutes
+    python bench/ray_scaling.py            # about 70 s on 2 (busy) cores
+    python bench/ray_scaling.py --quick    # about 45 s
 
 Needs ``pip install 'pgrad[ray]'``. Measures, in one run:
 
@@ -20,7 +20,6 @@ Needs ``pip install 'pgrad[ray]'``. Measures, in one run:
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import platform
 import statistics
@@ -36,6 +35,7 @@ import torch
 from gymnasium.envs.classic_control import CartPoleEnv
 
 from pgrad.agent import A2C
+from pgrad.distributed import init_ray
 from pgrad.rollout import Collector
 
 BURN_ENV_ID = "pgradbench/BurnCartPole-v1"
@@ -85,39 +85,80 @@ class CartPoleA2C(A2C):
     defaults = {**A2C.defaults, "num_envs": 8, "num_steps": 128}
 
 
-def run_loop(agent: Any, updates: int, warmup: int = 1) -> dict[str, float]:
-    """The training loop's collect + update, timed; returns steps/s and mean phase times."""
-    torch.set_num_threads(agent.config.torch_threads)
-    collect_s, update_s, steps = [], [], 0
-    for i in range(warmup + updates):
-        t0 = time.perf_counter()
-        rollout = agent.collect()
-        t1 = time.perf_counter()
-        agent.global_step += rollout.num_steps
-        agent.update(rollout)
-        t2 = time.perf_counter()
-        if i >= warmup:
-            collect_s.append(t1 - t0)
-            update_s.append(t2 - t1)
-            steps += rollout.num_steps
-    total = sum(collect_s) + sum(update_s)
-    return {"sps": steps / total, "collect_ms": 1e3 * statistics.mean(collect_s),
-            "update_ms": 1e3 * statistics.mean(update_s), "steps": steps}
-
-
-def measure(cls: type, workers: int, updates: int, root: Path) -> dict[str, float]:
-    t0 = time.perf_counter()
+def build(cls: type, workers: int, root: Path) -> tuple[Any, float]:
+    """An agent and the seconds until its workers were ready."""
+    start = time.perf_counter()
     agent = cls(workers=workers, quiet=True, eval_episodes=0, run_dir=root / f"{cls.name}{workers}")
-    ready_s = time.perf_counter() - t0
+    torch.set_num_threads(agent.config.torch_threads)
+    return agent, time.perf_counter() - start
+
+
+def one_update(agent: Any) -> tuple[float, float, int]:
+    """One iteration of the training loop: (collect seconds, update seconds, env steps)."""
+    t0 = time.perf_counter()
+    rollout = agent.collect()
+    t1 = time.perf_counter()
+    agent.global_step += rollout.num_steps
+    agent.update(rollout)
+    return t1 - t0, time.perf_counter() - t1, rollout.num_steps
+
+
+def interleaved(agents: dict[int, Any], updates: int) -> dict[int, dict[str, float]]:
+    """Time ``updates`` updates of every agent, taking turns update by update.
+
+    Taking turns exposes every configuration to the same background load, so the ratios hold
+    on a busy machine even when the absolute numbers drift. ``worker_ms`` is the slowest
+    worker's own collect time (weights loaded, rollout built), fetched outside the timing;
+    ``cores`` is the workers' CPU seconds over that wall time: the cores they actually got.
+    """
+    import ray
+
+    times: dict[int, dict[str, list[float]]] = {
+        k: {"collect": [], "update": [], "worker": [], "cores": [], "steps": []} for k in agents}
+    for agent in agents.values():  # warm-up
+        one_update(agent)
+    for _ in range(updates):
+        for k, agent in agents.items():
+            collect_s, update_s, steps = one_update(agent)
+            t = times[k]
+            t["collect"].append(collect_s)
+            t["update"].append(update_s)
+            t["steps"].append(steps)
+            actors = getattr(agent.collector, "actors", [])
+            if actors:
+                timing = ray.get([a.timing.remote() for a in actors])
+                t["worker"].append(max(x["wall_s"] for x in timing))
+                t["cores"].append(sum(x["cpu_s"] for x in timing) / t["worker"][-1])
+            else:
+                t["worker"].append(collect_s)
+    results = {}
+    for k, t in times.items():
+        total = sum(t["collect"]) + sum(t["update"])
+        results[k] = {"sps": sum(t["steps"]) / total,
+                      "collect_ms": 1e3 * statistics.mean(t["collect"]),
+                      "worker_ms": 1e3 * statistics.mean(t["worker"]),
+                      "update_ms": 1e3 * statistics.mean(t["update"]),
+                      "cores": statistics.mean(t["cores"]) if t["cores"] else float("nan")}
+    return results
+
+
+def measure(cls: type, worker_counts: tuple[int, ...], updates: int,
+            root: Path) -> dict[int, dict[str, float]]:
+    """Throughput of ``cls`` with each worker count, measured interleaved, plus start-up."""
+    agents, ready = {}, {}
     try:
-        result = run_loop(agent, updates)
-        if workers:
-            result.update(learner_overheads(agent))
+        for k in worker_counts:
+            agents[k], ready[k] = build(cls, k, root)
+        results = interleaved(agents, updates)
+        for k, agent in agents.items():
+            results[k]["ready_s"] = ready[k]
+            if k:
+                results[k].update(learner_overheads(agent))
     finally:
-        if workers:
-            agent.collector.close()
-    result["ready_s"] = ready_s
-    return result
+        for k, agent in agents.items():
+            if k:
+                agent.collector.close()
+    return results
 
 
 def learner_overheads(agent: Any) -> dict[str, float]:
@@ -171,6 +212,10 @@ def learner_scaling(cls: type, root: Path, repeats: int) -> list[dict[str, float
     return rows
 
 
+def load() -> float:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer updates per measurement")
@@ -183,30 +228,32 @@ def main() -> int:
     updates = 4 if args.quick else 10
     cp_updates = 20 if args.quick else 60
     cpus = os.cpu_count() or 1
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"# {platform.node()}: {cpus} CPUs, load average {load:.2f} at start, Python "
+    print(f"# {platform.node()}: {cpus} CPUs, load average {load():.2f} at start, Python "
           f"{platform.python_version()}, torch {torch.__version__}, ray {ray.__version__}")
     print(f"# command: {' '.join([Path(sys.executable).name, *sys.argv])}")
-    t0 = time.perf_counter()
-    ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False,
-             logging_level=logging.ERROR)
-    init_s = time.perf_counter() - t0
+    # as pgrad starts its local instance, with a CPU more than the cores so that the 1-worker
+    # and 2-worker agents' actors exist side by side and can take turns (one runs at a time)
+    init_s = init_ray(num_cpus=max(cpus, 3))
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        burn = {k: measure(BurnA2C, k, updates, root) for k in (0, 1, 2)}
-        cart = {k: measure(CartPoleA2C, k, cp_updates, root) for k in (0, 2)}
+        burn = measure(BurnA2C, (0, 1, 2), updates, root)
+        cart = measure(CartPoleA2C, (0, 1, 2), cp_updates, root)
         scaling = learner_scaling(CartPoleA2C, root, repeats=3 if args.quick else 7)
         burn_scaling = learner_scaling(BurnA2C, root, repeats=2 if args.quick else 3)
     ray.shutdown()
+    print(f"# load average {load():.2f} at the end; the configurations took turns update by "
+          "update, so background load hits each alike")
 
     print(f"\n## {args.burn_ms:g} ms/step env ({BURN_ENV_ID}, A2C, 8 envs per worker, "
           "64 steps per rollout)")
-    print("| workers | envs | env steps/s | vs workers=1 | collect ms | update ms | ready s |")
-    print("|---|---|---|---|---|---|---|")
+    print("| workers | envs | env steps/s | vs workers=1 | collect ms | in worker ms | "
+          "cores the workers got | update ms |")
+    print("|---|---|---|---|---|---|---|---|")
     for k, r in burn.items():
         envs = 8 * max(k, 1)
         print(f"| {k} | {envs} | {r['sps']:,.0f} | {r['sps'] / burn[1]['sps']:.2f}x | "
-              f"{r['collect_ms']:.0f} | {r['update_ms']:.1f} | {r['ready_s']:.1f} |")
+              f"{r['collect_ms']:.0f} | {r['worker_ms']:.0f} | {r['cores']:.2f} | "
+              f"{r['update_ms']:.1f} |")
     print(f"\n2 workers / 1 worker: {burn[2]['sps'] / burn[1]['sps']:.2f}x   "
           f"2 workers / in-process: {burn[2]['sps'] / burn[0]['sps']:.2f}x")
 
@@ -218,16 +265,18 @@ def main() -> int:
           f"{burn[2]['roundtrip_ms']:.2f} ms")
 
     print("\n## CartPole-v1 (numpy-vectorised, A2C, 8 envs per worker, 128 steps per rollout)")
-    print("| workers | envs | env steps/s | vs in-process | collect ms | update ms |")
-    print("|---|---|---|---|---|---|")
+    print("| workers | envs | env steps/s | vs in-process | collect ms | in worker ms | "
+          "cores the workers got | update ms |")
+    print("|---|---|---|---|---|---|---|---|")
     for k, r in cart.items():
         print(f"| {k} | {8 * max(k, 1)} | {r['sps']:,.0f} | {r['sps'] / cart[0]['sps']:.2f}x | "
-              f"{r['collect_ms']:.1f} | {r['update_ms']:.1f} |")
+              f"{r['collect_ms']:.1f} | {r['worker_ms']:.1f} | {r['cores']:.2f} | "
+              f"{r['update_ms']:.1f} |")
 
     for title, rows, worker_ms in (
-            ("CartPole-v1, 128 x 8 steps per worker", scaling, cart[0]["collect_ms"]),
+            ("CartPole-v1, 128 x 8 steps per worker", scaling, cart[1]["worker_ms"]),
             (f"{args.burn_ms:g} ms/step env, 64 x 8 steps per worker", burn_scaling,
-             burn[0]["collect_ms"])):
+             burn[1]["worker_ms"])):
         print(f"\n## learner per update vs workers K ({title}; one worker collects its share in "
               f"{worker_ms:.1f} ms)")
         print("| K | get K rollouts ms | merge ms | update ms | put weights ms | learner ms | "

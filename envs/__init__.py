@@ -10,6 +10,7 @@ Importing ``pgrad`` registers them, so ``gymnasium.make("pgrad/ShortCorridor-v0"
 """
 
 from gymnasium.envs.registration import register, registry
+
 from pgrad.envs.bandit import BanditEnv
 from pgrad.envs.short_corridor import OPTIMAL_P_RIGHT, OPTIMAL_VALUE, ShortCorridorEnv
 

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from pgrad import checkpoint as ckpt
 from pgrad.baselines import EMABaseline, group_normalize, leave_one_out
 from pgrad.config import Config
+from pgrad.distributed import WorkerError
 from pgrad.envs_util import (
     EnvError,
     accepts_seed_list,
@@ -323,12 +324,12 @@ class Agent:
                 while self.global_step < total and not self._stop_requested:
                     try:
                         rollout = self.collect()
-                    except NonFiniteError as err:
+                        self.global_step += rollout.num_steps
+                        metrics = self.update(rollout)
+                    except (NonFiniteError, WorkerError, TrainingError) as err:
                         self.save_checkpoint()
                         raise TrainingError(f"{err}; stopped after checkpointing the last good "
                                             "weights") from None
-                    self.global_step += rollout.num_steps
-                    metrics = self.update(rollout)
                     sps = (self.global_step - start_step) / (time.perf_counter() - start_time)
                     metrics["charts/SPS"] = sps
                     logger.scalars(metrics, self.global_step)
@@ -341,6 +342,9 @@ class Agent:
             self.save_checkpoint()
         finally:
             logger.close()
+            close = getattr(self.collector, "close", None)
+            if close is not None:  # frees Ray workers; a later train() starts them again
+                close()
         return self
 
     @property

@@ -31,6 +31,7 @@ import importlib.machinery
 import logging
 import os
 import signal
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from pgrad.config import Config
 from pgrad.envs_util import derive_seed
 from pgrad.rollout import NonFiniteError, Rollout
 
@@ -52,6 +54,11 @@ MAX_ATTEMPTS = 3
 """Collections of one worker's share within one update before giving up."""
 RESTART_TIMEOUT_S = 120.0
 """How long to wait for a dead worker to come back."""
+LOCAL_STARTUP_TIMEOUT_S = 120.0
+"""How long the workers of a local Ray instance may take to start (a cluster's may wait longer)."""
+_RAY_USERS = {"started": False, "collectors": 0}
+"""Whether pgrad started the Ray instance, and how many open collectors use it (the last to
+close shuts it down; a Ray that someone else started is left running)."""
 _WORKER_SEED = 0x5EED
 _RESTART_SEED = 0xDEAD
 
@@ -73,6 +80,27 @@ def import_ray() -> Any:
     return ray
 
 
+def init_ray(address: str = "", num_cpus: int | None = None) -> float:
+    """Start Ray the way ``RayCollector`` does; returns the seconds it took.
+
+    Args:
+        address: a cluster to join (``auto`` or ``HOST:PORT``); empty starts a new local
+            instance with ``num_cpus`` (default: this machine's CPU count) and no dashboard.
+    """
+    ray = import_ray()
+    start = time.perf_counter()
+    quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
+    if address:
+        ray.init(address=address, **quiet)
+    else:
+        # "local": a new instance of our own, even if RAY_ADDRESS or `ray start` names one. Ray
+        # runs workers at niceness 15 by default; ours do the run's main work while the learner
+        # waits, so on a busy machine they should not yield to every other process.
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1,
+                 _system_config={"worker_niceness": 0}, **quiet)
+    return time.perf_counter() - start
+
+
 # -- the worker ------------------------------------------------------------------------------------
 class RolloutWorker:
     """Owns a vector environment and a CPU copy of the policy; runs inside a Ray actor.
@@ -86,7 +114,7 @@ class RolloutWorker:
         seed: this worker's seed (torch sampling and the first environment reset).
     """
 
-    def __init__(self, agent_cls: type[Agent], config: Any, seed: int) -> None:
+    def __init__(self, agent_cls: type[Agent], config: Config, seed: int) -> None:
         # Ctrl-C in a terminal reaches the whole process group: let the driver decide what a
         # SIGINT means (checkpoint and stop), and keep collecting until it closes the workers.
         if hasattr(signal, "SIGINT"):
@@ -97,15 +125,15 @@ class RolloutWorker:
         self.agent = agent_cls(worker_config, quiet=True)
         self.collector = self.agent.collector
         self.version: int | None = None
-        self.last_collect_s = 0.0
+        self.last_timing = {"wall_s": 0.0, "cpu_s": 0.0}
 
     def ping(self) -> int:
         """The worker's process id (answers once the constructor has finished)."""
         return os.getpid()
 
-    def collect_seconds(self) -> float:
-        """Wall time of this worker's last collect (weights loaded, rollout built), in seconds."""
-        return self.last_collect_s
+    def timing(self) -> dict[str, float]:
+        """Wall and CPU seconds of this worker's last collect (weights loaded, rollout built)."""
+        return dict(self.last_timing)
 
     def reseed(self, seed: int) -> None:
         """Start fresh episodes in every environment from ``seed`` (steps mode)."""
@@ -118,21 +146,23 @@ class RolloutWorker:
 
     def collect_steps(self, weights: dict[str, Tensor], version: int, num_steps: int,
                       step_offset: int) -> Rollout:
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         self.load_weights(weights, version)
         rollout = self.collector.collect_steps(num_steps, step_offset)
         rollout.weights_version = self.version  # the version this worker actually holds
-        self.last_collect_s = time.perf_counter() - start
+        self.last_timing = {"wall_s": time.perf_counter() - start,
+                            "cpu_s": time.process_time() - start_cpu}
         return rollout
 
     def collect_episodes(self, weights: dict[str, Tensor], version: int,
                          reset_seed: int | list[int] | None, max_steps: int,
                          step_offset: int) -> Rollout:
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         self.load_weights(weights, version)
         rollout = self.collector.collect_episodes(reset_seed, max_steps, step_offset)
         rollout.weights_version = self.version
-        self.last_collect_s = time.perf_counter() - start
+        self.last_timing = {"wall_s": time.perf_counter() - start,
+                            "cpu_s": time.process_time() - start_cpu}
         return rollout
 
 
@@ -276,7 +306,7 @@ class RayCollector:
         self.startup_seconds = 0.0
         self._seed = self.config.seed
         self._reseed_pending = False
-        self._owns_ray = False
+        self._using_ray = False
         self.actors: list[Any] = []
         self._start()
 
@@ -285,21 +315,15 @@ class RayCollector:
         start = time.perf_counter()
         ray = self._ray
         if not ray.is_initialized():
-            quiet = {"include_dashboard": False, "log_to_driver": False,
-                     "logging_level": logging.ERROR}
-            if self.config.ray_address:
-                ray.init(address=self.config.ray_address, **quiet)
-            else:
-                cpus = os.cpu_count() or 1
-                if self.num_workers > cpus:
-                    raise ValueError(f"--workers {self.num_workers} needs as many CPUs; this "
-                                     f"machine has {cpus} (join a cluster with --ray-address)")
-                # "local": a new instance of our own, even if RAY_ADDRESS or `ray start` names
-                # one. Ray runs workers at niceness 15 by default; ours do the run's main work
-                # while the learner waits, so on a busy machine they must not yield to everything.
-                ray.init(address="local", num_cpus=cpus, _system_config={"worker_niceness": 0},
-                         **quiet)
-            self._owns_ray = True
+            local_cpus = os.cpu_count() or 1
+            if not self.config.ray_address and self.num_workers > local_cpus:
+                raise ValueError(f"--workers {self.num_workers} needs as many CPUs; this machine "
+                                 f"has {local_cpus} (join a cluster with --ray-address)")
+            init_ray(self.config.ray_address)
+            _RAY_USERS["started"] = True
+        if _RAY_USERS["started"] and not self._using_ray:
+            _RAY_USERS["collectors"] += 1
+            self._using_ray = True
         cluster_cpus = ray.cluster_resources().get("CPU", 0)
         if cluster_cpus < self.num_workers:
             warnings.warn(f"{self.num_workers} workers need {self.num_workers} CPUs; the Ray "
@@ -309,9 +333,19 @@ class RayCollector:
         self._actor_class = ray.remote(num_cpus=1, max_restarts=MAX_RESTARTS,
                                        max_task_retries=0)(self.worker_cls)
         self.actors = [self._spawn(k) for k in range(self.num_workers)]
+        # on a cluster, actors may wait for an autoscaler; a local instance has all it will have
+        deadline = None if self.config.ray_address else start + LOCAL_STARTUP_TIMEOUT_S
         for k, actor in enumerate(self.actors):
             try:
-                ray.get(actor.ping.remote())
+                ray.get(actor.ping.remote(),
+                        timeout=None if deadline is None else max(deadline - time.perf_counter(), 1))
+            except ray.exceptions.GetTimeoutError:
+                free = ray.available_resources().get("CPU", 0)
+                self.close()
+                raise ValueError(f"{self.num_workers} Ray workers did not start within "
+                                 f"{LOCAL_STARTUP_TIMEOUT_S:.0f} s; Ray has {free:g} of "
+                                 f"{cluster_cpus:g} CPUs free (another agent's workers? stop "
+                                 "them with agent.collector.close())") from None
             except ray.exceptions.RayError as err:
                 self.close()
                 raise ValueError(f"Ray worker {k} could not build {type(self.agent).__name__}: "
@@ -322,14 +356,21 @@ class RayCollector:
         return self._actor_class.remote(type(self.agent), self.config, self._worker_seed(k))
 
     def close(self) -> None:
-        """Stop the workers, and Ray if this collector started it. Safe to call twice."""
+        """Stop the workers; stop Ray too if pgrad started it and no other collector uses it.
+
+        Safe to call twice; a later collect starts the workers again.
+        """
         for actor in self.actors:
             with contextlib.suppress(Exception):
                 self._ray.kill(actor, no_restart=True)
         self.actors = []
-        if self._owns_ray and self._ray.is_initialized():
-            self._ray.shutdown()
-        self._owns_ray = False
+        if self._using_ray:
+            self._using_ray = False
+            _RAY_USERS["collectors"] -= 1
+            if _RAY_USERS["collectors"] == 0:
+                _RAY_USERS["started"] = False
+                if self._ray.is_initialized():
+                    self._ray.shutdown()
 
     @property
     def seed(self) -> int:
@@ -400,6 +441,7 @@ class RayCollector:
         ray = self._ray
         self.restarts[k] += 1
         deadline = time.monotonic() + RESTART_TIMEOUT_S
+        replaced = False
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -408,10 +450,14 @@ class RayCollector:
             try:
                 ray.get(self.actors[k].reseed.remote(self._worker_seed(k)), timeout=remaining)
                 return
-            except ray.exceptions.ActorUnavailableError:
+            except _actor_unavailable(ray):
                 time.sleep(0.1)  # restarting: calls may be refused for a moment
-            except ray.exceptions.RayActorError:
+            except ray.exceptions.RayActorError as err:
                 # its restarts are spent (or it cannot come back): replace it with a new actor
+                if replaced:
+                    raise WorkerError(f"Ray worker {k} cannot be replaced: "
+                                      f"{_first_line(err)}") from None
+                replaced = True
                 with contextlib.suppress(Exception):
                     ray.kill(self.actors[k], no_restart=True)
                 self.actors[k] = self._spawn(k)
@@ -420,6 +466,11 @@ class RayCollector:
 
 
 # -- helpers ---------------------------------------------------------------------------------------
+def _actor_unavailable(ray: Any) -> type[BaseException] | tuple[()]:
+    """``ActorUnavailableError`` (a restarting actor), on Ray versions that have it."""
+    return getattr(ray.exceptions, "ActorUnavailableError", ())
+
+
 def _first_line(err: BaseException) -> str:
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
@@ -439,8 +490,6 @@ def _pickle_by_value_if_needed(agent_cls: type) -> None:
     ``pgrad train --agent path/file.py:Class`` loads the file as a module that exists only in
     this process; ``__main__`` classes are pickled by value by cloudpickle already.
     """
-    import sys
-
     module_name = agent_cls.__module__
     module = sys.modules.get(module_name)
     if module is None or module_name == "__main__":

@@ -85,7 +85,7 @@ class GumbelCategorical(Categorical):
         self._num_events = logits.shape[-1]
         Distribution.__init__(self, logits.shape[:-1], validate_args=validate_args)
 
-    def sample(self, sample_shape: torch.Size | Sequence[int] = torch.Size()) -> Tensor:
+    def sample(self, sample_shape: Sequence[int] = ()) -> Tensor:
         shape = self._extended_shape(torch.Size(sample_shape)) + (self._num_events,)
         with torch.no_grad():
             exponential = torch.empty(shape, dtype=self.logits.dtype, device=self.logits.device)

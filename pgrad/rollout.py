@@ -145,11 +145,11 @@ class Collector:
         in the same environment. Episodes are recorded in the order they end (by step, then
         environment), as a step-by-step loop would record them.
         """
-        live_rewards = np.where(mask, rewards, 0.0).astype(np.float64)
-        cum_return = np.cumsum(live_rewards, axis=0) + self._running_return
+        cum_return = np.cumsum(np.where(mask, rewards, 0.0), axis=0, dtype=np.float64)
+        cum_return += self._running_return
         cum_length = np.cumsum(mask, axis=0, dtype=np.int64) + self._running_length
         ends = done & mask
-        end_t, end_env = np.nonzero(ends)  # ordered by step, then environment
+        end_t, end_env = np.divmod(np.flatnonzero(ends), ends.shape[1])  # by step, then env
         if end_t.size:
             # the sums at the previous end in the same environment (0 before the first)
             by_env = np.lexsort((end_t, end_env))

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
-from pgrad.envs import ENV_IDS
-from pgrad.envs.short_corridor import OPTIMAL_VALUE, expected_return
 
 from pgrad import A2C, Agent, Reinforce
 from pgrad.checkpoint import CheckpointError
+from pgrad.envs import ENV_IDS
+from pgrad.envs.short_corridor import OPTIMAL_VALUE, expected_return
 
 BASELINES = ["none", "ema", "value", "loo", "group"]
 SPACE_ENVS = ["CartPole-v1", "pgradtest/BoxAction-v0", "pgradtest/MultiDiscrete-v0",

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import assert_clean_error, pgrad
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pgrad.config import Config, field_types
+
+from helpers import assert_clean_error, pgrad
 
 BAD_INVOCATIONS = [
     (["train", "NoSuchEnv-v0"], "unknown environment"),

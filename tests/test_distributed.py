@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import ROOT, pgrad
-from pgrad.agents import CartPole
 
 from pgrad.agent import A2C
+from pgrad.agents import CartPole
 from pgrad.distributed import (
     RAY_MISSING,
     MergedRollout,
+    RayCollector,
     RolloutWorker,
     StaleRolloutError,
     check_versions,
@@ -32,7 +32,9 @@ from pgrad.distributed import (
 )
 from pgrad.envs_util import derive_seed
 from pgrad.logger import Logger
-from pgrad.rollout import Rollout
+from pgrad.rollout import NonFiniteError, Rollout
+
+from helpers import ROOT, pgrad, pgrad_cmd
 
 
 def small_rollout(T: int, N: int, fill: float, version: int = 0) -> Rollout:
@@ -145,6 +147,47 @@ def test_a_file_agent_reaches_the_workers(tmp_path):
     assert "__mine__" in result.stdout.strip().splitlines()[-1]
 
 
+def test_ctrl_c_checkpoints_and_the_workers_survive_it(tmp_path):
+    """SIGINT to the whole process group, as a terminal's Ctrl-C sends it: the update in flight
+    finishes (no worker dies), the run checkpoints and exits 130, and no Ray process is left."""
+    pytest.importorskip("ray")
+    import signal
+
+    env = {**os.environ, "PYTHONWARNINGS": "default"}
+    proc = subprocess.Popen(pgrad_cmd("train", "CartPole-v1", "--workers", "2", "--total-steps",
+                                      "100000000", "--quiet", "--logdir", "runs", "--run-name",
+                                      "ctrl-c"), cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    run_dir = tmp_path / "runs" / "ctrl-c"
+    try:
+        deadline = time.monotonic() + 180
+        while not (run_dir / "config.json").exists():  # written once the workers are ready
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.2)
+        time.sleep(3)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert "interrupted at step" in err and "died while collecting" not in err, err
+    assert list((run_dir / "checkpoints").glob("step_*.pt"))
+    assert out.strip().splitlines()[-1] == f"run directory: {Path('runs') / 'ctrl-c'}"
+    deadline = time.monotonic() + 30
+    while _group_alive(proc.pid):  # Ray's processes share the run's process group
+        assert time.monotonic() < deadline, "Ray processes outlived the run"
+        time.sleep(0.5)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 @pytest.fixture(scope="module")
 def ray_cluster():
     ray = pytest.importorskip("ray")
@@ -153,23 +196,27 @@ def ray_cluster():
     ray.shutdown()
 
 
-def test_collector_refuses_a_rollout_from_other_weights(ray_cluster):
-    class StaleWorker(RolloutWorker):
-        """Reports the previous weights version, as a worker that missed a broadcast would."""
+def test_collector_refuses_stale_rollouts_and_passes_worker_errors_on(ray_cluster):
+    class BrokenWorker(RolloutWorker):
+        """4 steps: reports the previous weights version, as a worker that missed a broadcast
+        would; 5 steps: meets a NaN observation."""
 
         def collect_steps(self, weights, version, num_steps, step_offset):
+            if num_steps == 5:
+                raise NonFiniteError("non-finite observation from environment 1 at step 7")
             rollout = super().collect_steps(weights, version, num_steps, step_offset)
             rollout.weights_version = version - 1
             return rollout
 
-    from pgrad.distributed import RayCollector
-
     agent = A2C(num_envs=2, num_steps=4, quiet=True)
     agent.config = agent.config.replace(workers=2)
-    collector = RayCollector(agent, worker_cls=StaleWorker)
+    collector = RayCollector(agent, worker_cls=BrokenWorker)
     try:
         with pytest.raises(StaleRolloutError, match="version 0"):
             collector.collect_steps(4)
+        # the agent's checkpoint-and-stop path catches NonFiniteError: it must arrive as one
+        with pytest.raises(NonFiniteError, match="Ray worker 0: non-finite observation"):
+            collector.collect_steps(5)
     finally:
         collector.close()
     assert ray_cluster.is_initialized(), "a collector must not shut down a Ray it did not start"
@@ -217,12 +264,14 @@ def test_killed_worker_is_restarted_and_its_partial_rollout_dropped(ray_cluster,
         return rollouts[-1]
 
     monkeypatch.setattr(agent, "collect", collect_and_kill)
+    close = collector.close
+    monkeypatch.setattr(collector, "close", lambda: None)  # keep the workers to inspect them
     with pytest.warns(RuntimeWarning, match="died while collecting"):
         agent.train()
     try:
         pid_after = ray_cluster.get(collector.actors[0].ping.remote())
     finally:
-        collector.close()
+        close()
     assert collector.faults >= 1 and pid_after != pid_before
     # full batches only: every update learned from all 8 envs x 256 steps, counted once
     assert len(rollouts) == agent.updates == updates

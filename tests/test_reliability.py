@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import all_scalars, assert_clean_error, pgrad, popen_pgrad
 
 from pgrad import A2C, Reinforce, TrainingError
 from pgrad.agents import CartPole
 from pgrad.checkpoint import CheckpointError, latest_loadable, list_checkpoints, load
+
+from helpers import all_scalars, assert_clean_error, pgrad, popen_pgrad
 
 
 def weights(agent) -> list[torch.Tensor]:
