@@ -117,6 +117,7 @@ class Agent:
         self.weights_version = 0
         self._nonfinite_streak = 0
         self._stop_requested = False
+        self._policy_terms: tuple[Tensor, Tensor, Tensor] | None = None
         self.collector = self.make_collector()
 
     # -- configuration -------------------------------------------------------------------------
@@ -236,7 +237,8 @@ class Agent:
         if value_term is not None:
             total = total + c.vf_coef * value_term
         parts = LossParts(total=total, policy=policy_term, entropy=entropy, value=value_term)
-        self._last_policy_terms = (log_prob, advantages, mask)
+        # kept for the optional gradient diagnostics of this update (released in update())
+        self._policy_terms = (log_prob, advantages, mask)
         return parts, stats
 
     def _baseline_advantages(self, returns: Tensor, mask: Tensor) -> Tensor:
@@ -262,7 +264,8 @@ class Agent:
         parts, stats = self.compute_loss(rollout, entropy_coef)
         self.optimizer.zero_grad(set_to_none=True)
         if c.grad_diagnostics:
-            stats.update(self._gradient_diagnostics())
+            stats.update(self._gradient_diagnostics(*self._policy_terms))
+        self._policy_terms = None
         parts.total.backward()
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         max_norm = c.max_grad_norm if c.max_grad_norm > 0 else math.inf
@@ -280,18 +283,18 @@ class Agent:
         self.optimizer.step()
         self.updates += 1
         self.weights_version += 1
-        return {**{f"losses/{k}": v for k, v in parts.scalars().items() if k != "total"},
+        return {**{f"losses/{k}": v for k, v in parts.scalars().items()},
                 **stats, "diagnostics/grad_norm": grad_norm, "charts/learning_rate": lr,
                 "charts/entropy_coef": entropy_coef}
 
-    def _gradient_diagnostics(self) -> dict[str, float]:
+    def _gradient_diagnostics(self, log_prob: Tensor, advantages: Tensor,
+                              mask: Tensor) -> dict[str, float]:
         """Variance and SNR of the policy gradient, from disjoint splits of the batch over envs.
 
         With K splits giving gradients g_k of the same loss on 1/K of the data, the full-batch
         gradient's total variance is estimated as sum_params Var_k(g_k) / K, and its SNR as
         ||mean_k g_k||^2 / that variance.
         """
-        log_prob, advantages, mask = self._last_policy_terms
         k = min(self.config.grad_splits, log_prob.shape[1])
         if k < 2:
             return {}
