@@ -245,7 +245,7 @@ LEARNERS = {"pgrad": PgradLearner, "sb3": SB3Learner, "tianshou": TianshouReinfo
 
 
 # -- the worker process --------------------------------------------------------------------------
-class _Session:
+class _Controller:
     """Serves the driver's commands; ``pause`` is the hook the learner calls between updates."""
 
     def __init__(self, learner: Any, send: Callable[[dict], None]) -> None:
@@ -297,14 +297,14 @@ def worker_main() -> None:
         spec = json.loads(line)
         torch.set_num_threads(spec.pop("threads", 1))
         learner = LEARNERS[spec.pop("library")](**spec)
-        session = _Session(learner, send)
+        control = _Controller(learner, send)
         send({"ready": True})
         try:
-            session.serve()
-            session.resumed = time.perf_counter()
-            learner.train(session.pause)
-            session.finished = True
-            session.pause(learner.steps)
+            control.serve()
+            control.resumed = time.perf_counter()
+            learner.train(control.pause)
+            control.finished = True
+            control.pause(learner.steps)
         except Stop:
             pass
         send({"stopped": True})

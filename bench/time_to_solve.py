@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 seeds")
     parser.add_argument("--seeds", type=int, default=None, help="seeds per learner (default 5)")
-    parser.add_argument("--max-seconds", type=float, default=40.0,
+    parser.add_argument("--max-seconds", type=float, default=20.0,
                         help="training seconds after which a run counts as unsolved")
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--peer-python", default=sys.executable,
