@@ -51,7 +51,8 @@ from pgrad.losses import (
     reinforce_loss,
     value_loss,
 )
-from pgrad.policies import Policy, ValueFunction, observation_encoder, policy_for
+from pgrad.policies import (Policy, RunningNorm, ValueFunction, observation_encoder,
+                             policy_for)
 from pgrad.returns import discounted_returns, gae
 from pgrad.rollout import Collector, NonFiniteError, Rollout
 from pgrad.schedules import schedule_value
@@ -109,8 +110,15 @@ class Agent:
         self.critic = self.make_critic(self.obs_dim)
         if self.critic is not None:
             self.critic.to(self.device)
+        self.obs_norm: RunningNorm | None = None
+        if self.config.normalize_obs:
+            # one set of statistics, shared by the policy and the critic
+            self.obs_norm = RunningNorm(self.obs_dim).to(self.device)
+            for net in (self.policy, self.critic):
+                if net is not None:
+                    net.obs_norm = self.obs_norm
         params = [*self.policy.parameters(), *(self.critic.parameters() if self.critic else [])]
-        self.optimizer = torch.optim.Adam(params, lr=self.config.learning_rate, eps=1e-5)
+        self.optimizer = self.make_optimizer(params)
         self.ema = EMABaseline(self.config.ema_decay)
         self.global_step = 0
         self.updates = 0
@@ -161,6 +169,12 @@ class Agent:
 
             return RayCollector(self)
         return Collector(self.envs, self.policy, self.preprocess_obs, self.device, self.config.seed)
+
+    def make_optimizer(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+        c = self.config
+        if c.optimizer == "rmsprop":
+            return torch.optim.RMSprop(params, lr=c.learning_rate, alpha=0.99, eps=1e-5)
+        return torch.optim.Adam(params, lr=c.learning_rate, eps=1e-5, foreach=True)
 
     def preprocess_obs(self, obs: Tensor) -> Tensor:
         """Raw vector-env observations ``[N, *obs_shape]`` to floats ``[N, obs_dim]``."""
@@ -281,6 +295,8 @@ class Agent:
             return {}
         self._nonfinite_streak = 0
         self.optimizer.step()
+        if self.obs_norm is not None:
+            self.obs_norm.update(rollout.obs[:-1], rollout.mask)
         self.updates += 1
         self.weights_version += 1
         return {**{f"losses/{k}": v for k, v in parts.scalars().items()},

@@ -266,7 +266,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from pgrad.agents import GENERIC, PRESETS
+    from pgrad.agents import GENERIC, PRESETS, VARIANTS
     from pgrad.envs import ENV_IDS
 
     print("agents:")
@@ -276,6 +276,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     for env_id, cls in PRESETS.items():
         changed = ", ".join(f"{k}={v}" for k, v in cls.defaults.items())
         print(f"  {cls.name:<14} {env_id:<24} {changed}")
+    if VARIANTS:
+        print("other tuned agents (pgrad train ENV_ID --agent NAME):")
+        for name, cls in VARIANTS.items():
+            changed = ", ".join(f"{k}={v}" for k, v in cls.defaults.items())
+            print(f"  {name:<14} {cls.env_id:<24} {changed}")
     print("pgrad environments:")
     for env_id in ENV_IDS:
         print(f"  {env_id}")

@@ -23,6 +23,7 @@ ROLLOUTS = ("episodes", "steps")
 VECTORIZATION = ("auto", "sync", "async", "vector_entry_point")
 DEVICES = ("auto", "cpu", "cuda")
 ACTIVATIONS = ("tanh", "relu")
+OPTIMIZERS = ("adam", "rmsprop")
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,13 @@ class Config:
     """Decay of the moving-average baseline (baseline=ema), in [0, 1)."""
     normalize_advantages: bool = True
     """Normalise advantages to zero mean and unit std in each batch."""
+    normalize_obs: bool = False
+    """Standardise observations by a running mean and std (kept with the weights in checkpoints)."""
 
+    optimizer: str = "adam"
+    """Optimizer of the policy and critic: adam or rmsprop."""
     learning_rate: float = 3e-3
-    """Adam learning rate (policy and critic)."""
+    """Learning rate (policy and critic)."""
     learning_rate_final: float = -1.0
     """Learning rate at the end of training, reached linearly (-1: constant)."""
     ent_coef: float = 0.0
@@ -142,7 +147,7 @@ class Config:
                 raise ValueError(f"{name} must be >= 0 or -1 (constant), got {value}")
         for name, allowed in (("baseline", BASELINES), ("rollout", ROLLOUTS),
                               ("vectorization", VECTORIZATION), ("device", DEVICES),
-                              ("activation", ACTIVATIONS)):
+                              ("activation", ACTIVATIONS), ("optimizer", OPTIMIZERS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
         if any(h < 1 for h in self.hidden):

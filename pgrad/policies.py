@@ -17,7 +17,6 @@ score-function gradient exact for the policy as written (the clip is part of the
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 import gymnasium as gym
@@ -106,10 +105,11 @@ class Policy(nn.Module):
 
     def __init__(self, obs_dim: int, out_dim: int, hidden: Sequence[int], activation: str) -> None:
         super().__init__()
+        self.obs_norm: nn.Module = nn.Identity()
         self.net = mlp(obs_dim, hidden, out_dim, ACTIVATIONS[activation], output_gain=0.01)
 
     def forward(self, obs: Tensor) -> Distribution:
-        return self.distribution(self.net(obs))
+        return self.distribution(self.net(self.obs_norm(obs)))
 
     def distribution(self, out: Tensor) -> Distribution:
         raise NotImplementedError
@@ -245,10 +245,48 @@ class ValueFunction(nn.Module):
 
     def __init__(self, obs_dim: int, hidden: Sequence[int], activation: str = "tanh") -> None:
         super().__init__()
+        self.obs_norm: nn.Module = nn.Identity()
         self.net = mlp(obs_dim, hidden, 1, ACTIVATIONS[activation], output_gain=1.0)
 
     def forward(self, obs: Tensor) -> Tensor:
-        return self.net(obs).squeeze(-1)
+        return self.net(self.obs_norm(obs)).squeeze(-1)
 
 
-_ = math
+class RunningNorm(nn.Module):
+    """Standardises observations by a running mean and variance: ``clip((x - mean) / std)``.
+
+    The statistics are buffers, so they are saved with the network and broadcast with its
+    weights. ``update`` folds in a batch with the parallel-variance formula (Chan et al. 1979);
+    the agent calls it after each optimizer step, so the policy that collected a rollout and the
+    one that is differentiated on it normalise alike.
+
+    Args:
+        dim: observation size.
+        clip: bound on the standardised values.
+    """
+
+    def __init__(self, dim: int, clip: float = 10.0, eps: float = 1e-8) -> None:
+        super().__init__()
+        self.clip, self.eps = clip, eps
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("var", torch.ones(dim))
+        self.register_buffer("count", torch.zeros((), dtype=torch.float64))
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return ((obs - self.mean) / (self.var + self.eps).sqrt()).clamp(-self.clip, self.clip)
+
+    @torch.no_grad()
+    def update(self, obs: Tensor, mask: Tensor | None = None) -> None:
+        """Fold in ``obs`` ``[..., dim]`` (the entries where ``mask`` ``[...]`` is True)."""
+        batch = obs.reshape(-1, obs.shape[-1]) if mask is None else obs[mask]
+        n = batch.shape[0]
+        if n == 0:
+            return
+        batch_mean = batch.mean(0)
+        batch_var = batch.var(0, correction=0)
+        total = self.count + n
+        delta = batch_mean - self.mean
+        self.mean += delta * (n / total).float()
+        self.var.copy_((self.var * self.count.float() + batch_var * n
+                        + delta.pow(2) * (self.count * n / total).float()) / total.float())
+        self.count.copy_(total)

@@ -154,3 +154,31 @@ def test_gradient_diagnostics_are_logged(tmp_path):
     steps, variance = read_scalars(tmp_path / "d", "diagnostics/grad_variance")
     _, snr = read_scalars(tmp_path / "d", "diagnostics/grad_snr")
     assert len(steps) == agent.updates and (variance > 0).all() and (snr > 0).all()
+
+
+def test_running_norm_matches_batch_statistics():
+    from pgrad.policies import RunningNorm
+
+    torch.manual_seed(0)
+    data = torch.randn(5, 40, 3) * torch.tensor([1.0, 5.0, 0.1]) + torch.tensor([2.0, -1.0, 0.0])
+    mask = torch.rand(5, 40) > 0.3
+    norm = RunningNorm(3)
+    for chunk in range(5):
+        norm.update(data[chunk], mask[chunk])
+    kept = data[mask]
+    torch.testing.assert_close(norm.mean, kept.mean(0), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(norm.var, kept.var(0, correction=0), rtol=1e-4, atol=1e-5)
+    standardised = norm(kept)
+    torch.testing.assert_close(standardised.mean(0), torch.zeros(3), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "rmsprop"])
+def test_observation_normalisation_is_saved_with_the_weights(optimizer, tmp_path):
+    agent = A2C(env_id="CartPole-v1", total_steps=2048, normalize_obs=True, optimizer=optimizer,
+                run_dir=tmp_path / "r", quiet=True).train()
+    assert agent.obs_norm is not None and agent.obs_norm.count > 0
+    assert agent.policy.obs_norm is agent.critic.obs_norm is agent.obs_norm
+    loaded = A2C.load(agent.save(tmp_path / "a.pt"))
+    torch.testing.assert_close(loaded.obs_norm.mean, agent.obs_norm.mean, rtol=0, atol=0)
+    obs = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+    assert np.array_equal(agent.act(obs, deterministic=True), loaded.act(obs, deterministic=True))
