@@ -51,8 +51,7 @@ from pgrad.losses import (
     reinforce_loss,
     value_loss,
 )
-from pgrad.policies import (Policy, RunningNorm, ValueFunction, observation_encoder,
-                             policy_for)
+from pgrad.policies import Policy, RunningNorm, ValueFunction, observation_encoder, policy_for
 from pgrad.returns import discounted_returns, gae
 from pgrad.rollout import Collector, NonFiniteError, Rollout
 from pgrad.schedules import schedule_value
