@@ -238,6 +238,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise UsageError(f"{target} does not exist")
     from pgrad.agent import Agent
     from pgrad.agents import AGENTS
+    from pgrad.envs_util import EnvError
 
     cls = (resolve_agent(args.agent, state.get("env_id")) if args.agent
            else AGENTS.get(str(state.get("agent_name")), Agent))
@@ -247,7 +248,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         from pgrad.video import check_available
 
         check_available()
-    agent = cls.for_evaluation(state)
+    try:
+        agent = cls.for_evaluation(state)
+    except EnvError as err:
+        if args.agent or state.get("agent_name") in AGENTS:
+            raise
+        raise UsageError(f"{err}; the run was trained by agent {state.get('agent_name')!r}, "
+                         "unknown here: pass --agent path/file.py:Class") from None
     result = agent.evaluate(args.episodes, deterministic=not args.stochastic, seed=args.seed)
     if args.video:
         from pgrad.video import record

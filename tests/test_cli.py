@@ -92,3 +92,16 @@ def test_eval_records_video(tmp_path):
     assert result.returncode == 0, result.stderr
     videos = sorted((tmp_path / "vids").glob("*.mp4"))
     assert len(videos) == 2 and all(v.stat().st_size > 1000 for v in videos)
+
+
+def test_readme_subclass_example_evaluates_with_its_agent(tmp_path):
+    from helpers import assert_clean_error
+
+    (tmp_path / "my_file.py").write_text(readme_example())
+    result = pgrad("train", "--agent", "my_file.py:MyAgent", "--total-steps", "500", "--quiet",
+                   "--run-name", "mine", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    result = pgrad("eval", "runs/mine", "--agent", "my_file.py:MyAgent", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["mean_length"] == 20.0
+    assert_clean_error(pgrad("eval", "runs/mine", cwd=tmp_path), "pass --agent")
