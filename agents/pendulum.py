@@ -1,9 +1,13 @@
 """Pendulum-v1 (continuous actions): A2C with a diagonal Gaussian policy.
 
 16 environments x 8 steps per update, gamma 0.9, GAE(0.9), a learning rate of 3e-3 decayed
-linearly to zero over rl-zoo's 1,000,000-step budget, and no gradient clipping: the critic's
-gradient (returns near -100 with unscaled rewards) would dominate the clipped norm and shrink
-the policy's steps.
+linearly to zero over rl-zoo's 1,000,000-step budget, no gradient clipping (the critic's
+gradient, with returns near -100 from unscaled rewards, would dominate the clipped norm),
+running observation standardisation, and a wide initial policy (``log_std_init=0.5``, std 1.65).
+The width matters most: actions are clipped to [-2, 2], and with a narrow Gaussian
+(``log_std_init`` -0.5 or -1.5) the policy's mean drifts to +-4 or more within the first 50,000
+steps, where every sampled action is clipped to the bound and the policy gradient carries no
+signal, so runs stay near -1,200 for most of the budget.
 """
 
 from gymnasium.spaces import Box
@@ -17,4 +21,5 @@ class Pendulum(A2C):
     action_spaces = (Box,)
     defaults = {**A2C.defaults, "total_steps": 1_000_000, "num_envs": 16, "num_steps": 8,
                 "gamma": 0.9, "gae_lambda": 0.9, "learning_rate": 3e-3,
-                "learning_rate_final": 0.0, "max_grad_norm": 0.0, "log_std_init": -0.5}
+                "learning_rate_final": 0.0, "max_grad_norm": 0.0, "log_std_init": 0.5,
+                "normalize_obs": True}
