@@ -42,6 +42,7 @@ from pgrad.envs_util import (
     seed_everything,
     set_rng_state,
 )
+from pgrad.errors import first_line
 from pgrad.logger import Logger
 from pgrad.losses import (
     LossParts,
@@ -460,8 +461,8 @@ class Agent:
             if "optimizer" in state:
                 self.optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, KeyError, ValueError) as err:
-            first = str(err).strip().splitlines()[0]
-            raise ckpt.CheckpointError(f"checkpoint does not fit this agent: {first}") from None
+            raise ckpt.CheckpointError(
+                f"checkpoint does not fit this agent: {first_line(err)}") from None
         if "ema" in state:
             self.ema.load_state_dict(state["ema"])
         self.global_step = int(state.get("global_step", 0))

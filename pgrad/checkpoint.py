@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from pgrad.errors import first_line
+
 FORMAT = "pgrad-checkpoint-1"
 _NAME = re.compile(r"^step_(\d+)\.pt$")
 
@@ -74,7 +76,7 @@ def load(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many kinds for bad files; all mean "not loadable"
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = first_line(err)
         if "weights_only" in str(err) or "Unsupported global" in str(err):
             reason = "it contains objects other than tensors and plain data (refused unsafe pickle)"
         raise CheckpointError(f"cannot load checkpoint {path}: {reason}") from None

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from pgrad.config import Config, field_docs
+from pgrad.errors import first_line
 
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
 
@@ -278,7 +279,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     print("agents:")
     for name, cls in GENERIC.items():
-        print(f"  {name:<14} {(cls.__doc__ or '').strip().splitlines()[0]}")
+        print(f"  {name:<14} {((cls.__doc__ or '').strip().splitlines() or [''])[0]}")
     print("presets (pgrad train ENV_ID picks these):")
     for env_id, cls in PRESETS.items():
         changed = ", ".join(f"{k}={v}" for k, v in cls.defaults.items())
@@ -327,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return commands[args.command](args)
     except (UsageError, EnvError, ckpt.CheckpointError, ValueError, TypeError) as err:
-        _fail(str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
+        _fail(first_line(err))
     except (PermissionError, FileNotFoundError, IsADirectoryError) as err:
         _fail(f"{err.strerror}: {err.filename}" if err.filename else str(err))
     except KeyboardInterrupt:

@@ -42,6 +42,7 @@ from torch import Tensor
 
 from pgrad.config import Config
 from pgrad.envs_util import derive_seed
+from pgrad.errors import first_line
 from pgrad.rollout import NonFiniteError, Rollout
 
 if TYPE_CHECKING:
@@ -349,7 +350,7 @@ class RayCollector:
             except ray.exceptions.RayError as err:
                 self.close()
                 raise ValueError(f"Ray worker {k} could not build {type(self.agent).__name__}: "
-                                 f"{_first_line(err)}") from None
+                                 f"{first_line(err)}") from None
         self.startup_seconds = time.perf_counter() - start
 
     def _spawn(self, k: int) -> Any:
@@ -425,8 +426,8 @@ class RayCollector:
                     self.faults += 1
                     if attempt == MAX_ATTEMPTS:
                         raise WorkerError(f"Ray worker {k} died {attempt} times in one update; "
-                                          f"last: {_first_line(err)}") from None
-                    warnings.warn(f"Ray worker {k} died while collecting ({_first_line(err)}); "
+                                          f"last: {first_line(err)}") from None
+                    warnings.warn(f"Ray worker {k} died while collecting ({first_line(err)}); "
                                   "its partial rollout is dropped and collected again",
                                   RuntimeWarning, stacklevel=3)
                     self._recover(k)
@@ -456,7 +457,7 @@ class RayCollector:
                 # its restarts are spent (or it cannot come back): replace it with a new actor
                 if replaced:
                     raise WorkerError(f"Ray worker {k} cannot be replaced: "
-                                      f"{_first_line(err)}") from None
+                                      f"{first_line(err)}") from None
                 replaced = True
                 with contextlib.suppress(Exception):
                     ray.kill(self.actors[k], no_restart=True)
@@ -469,11 +470,6 @@ class RayCollector:
 def _actor_unavailable(ray: Any) -> type[BaseException] | tuple[()]:
     """``ActorUnavailableError`` (a restarting actor), on Ray versions that have it."""
     return getattr(ray.exceptions, "ActorUnavailableError", ())
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _unwrap(k: int, err: Any) -> BaseException:

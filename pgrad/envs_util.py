@@ -11,6 +11,8 @@ import torch
 from gymnasium import spaces
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
 
+from pgrad.errors import first_line
+
 
 class EnvError(ValueError):
     """An environment id that cannot be made, or a space the agent cannot handle."""
@@ -31,7 +33,7 @@ def find_spec(env_id: str) -> gym.envs.registration.EnvSpec:
 
         close = difflib.get_close_matches(env_id, list(gym.registry), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first_line(err)
         raise EnvError(f"unknown environment {env_id!r} ({first}){hint}") from None
 
 
@@ -64,7 +66,7 @@ def make_vector_env(env_id: str, num_envs: int, vectorization: str = "auto",
     except EnvError:
         raise
     except Exception as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first_line(err)
         raise EnvError(f"cannot make {env_id}: {first}") from None
     if isinstance(envs.single_observation_space, spaces.Dict | spaces.Tuple):
         from gymnasium.wrappers.vector import FlattenObservation
