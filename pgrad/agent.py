@@ -126,6 +126,7 @@ class Agent:
         self._nonfinite_streak = 0
         self._stop_requested = False
         self._policy_terms: tuple[Tensor, Tensor, Tensor] | None = None
+        self._ema_pending: tuple[Tensor, Tensor] | None = None
         self.collector = self.make_collector()
 
     # -- configuration -------------------------------------------------------------------------
@@ -258,9 +259,9 @@ class Agent:
     def _baseline_advantages(self, returns: Tensor, mask: Tensor) -> Tensor:
         c = self.config
         if c.baseline == "ema":
-            advantages = returns - self.ema(returns)
-            self.ema.update(returns, mask)
-            return advantages
+            # folded into the average only once this update's step is taken (see update())
+            self._ema_pending = (returns, mask)
+            return returns - self.ema(returns)
         if c.baseline == "loo":
             return returns - leave_one_out(returns, c.group_size, mask)
         if c.baseline == "group":
@@ -275,6 +276,7 @@ class Agent:
         entropy_coef = schedule_value(c.ent_coef, _final(c.ent_coef_final), progress)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+        self._ema_pending = None
         parts, stats = self.compute_loss(rollout, entropy_coef)
         self.optimizer.zero_grad(set_to_none=True)
         if c.grad_diagnostics:
@@ -295,6 +297,8 @@ class Agent:
             return {}
         self._nonfinite_streak = 0
         self.optimizer.step()
+        if self._ema_pending is not None:
+            self.ema.update(*self._ema_pending)
         if self.obs_norm is not None:
             self.obs_norm.update(rollout.obs[:-1], rollout.mask)
         self.updates += 1

@@ -232,3 +232,17 @@ def test_truncated_newest_checkpoint_falls_back_to_the_previous(tmp_path):
     result = pgrad("eval", str(paths[-1]), cwd=tmp_path)
     assert_clean_error(result, "cannot load checkpoint")
     assert math.isfinite(A2C.resume(tmp_path / "r").global_step)
+
+
+def test_skipped_update_leaves_the_moving_average_baseline_alone(tmp_path):
+    FlakyLoss.bad_calls = {2}
+    agent = FlakyLoss(env_id="CartPole-v1", baseline="ema", rollout="episodes", num_envs=4,
+                      total_steps=10**6, run_dir=tmp_path / "e", quiet=True)
+    agent.update(agent.collect())
+    value, count = agent.ema.value, agent.ema.num_updates
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        agent.update(agent.collect())  # the second call's loss is NaN: skipped
+    assert (agent.ema.value, agent.ema.num_updates) == (value, count)
+    agent.update(agent.collect())
+    assert agent.ema.num_updates == count + 1
