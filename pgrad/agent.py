@@ -426,8 +426,8 @@ class Agent:
         seed = self.config.seed + 10_000 if seed is None else seed
         envs = self.make_env(episodes)
         try:
-            collector = Collector(envs, _Deterministic(self.policy) if deterministic else
-                                  self.policy, self.preprocess_obs, self.device, seed)
+            collector = Collector(envs, self.policy, self.preprocess_obs, self.device, seed,
+                                  deterministic=deterministic)
             reset_seed = ([derive_seed(seed, i) for i in range(episodes)]
                           if accepts_seed_list(envs) else seed)
             with torch.random.fork_rng(devices=[]):
@@ -522,30 +522,6 @@ class Agent:
             # env states are not checkpointed: start fresh episodes from a seed tied to the step
             agent.collector.seed = derive_seed(agent.config.seed, agent.updates)
         return agent
-
-
-class _Deterministic(nn.Module):
-    """Wraps a policy so that ``sample()`` returns the mode (for deterministic evaluation)."""
-
-    def __init__(self, policy: Policy) -> None:
-        super().__init__()
-        self.policy = policy
-
-    def forward(self, obs: Tensor) -> Any:
-        dist = self.policy(obs)
-        mode = self.policy.mode(dist)
-        return _Fixed(mode)
-
-    def to_env(self, actions: Tensor) -> np.ndarray:
-        return self.policy.to_env(actions)
-
-
-class _Fixed:
-    def __init__(self, value: Tensor) -> None:
-        self.value = value
-
-    def sample(self) -> Tensor:
-        return self.value
 
 
 def default_run_dir(env_id: str, agent_name: str, seed: int, root: str | Path = "runs") -> Path:

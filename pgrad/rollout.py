@@ -89,13 +89,15 @@ class Collector:
     """
 
     def __init__(self, envs: VectorEnv, policy: Policy, encode: Encoder, device: torch.device,
-                 seed: int) -> None:
+                 seed: int, deterministic: bool = False) -> None:
         mode = envs.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
         if AutoresetMode(mode) is not AutoresetMode.NEXT_STEP:
             raise ValueError(f"the collector needs next-step autoreset, the env uses {mode}")
         self.envs, self.policy, self.encode, self.device = envs, policy, encode, device
         self.num_envs = envs.num_envs
         self.seed = seed
+        self.deterministic = deterministic
+        """Act with the policy's most likely action instead of a sample (evaluation)."""
         self._obs: Tensor | None = None
         self._prev_done = np.zeros(self.num_envs, dtype=bool)
         self._running_return = np.zeros(self.num_envs, dtype=np.float64)
@@ -123,7 +125,8 @@ class Collector:
         Returns the action, the next encoded observation, and the raw rewards, terminated and
         truncated arrays ``[N]`` as the environment gave them.
         """
-        action = self.policy(obs).sample()
+        dist = self.policy(obs)
+        action = self.policy.mode(dist) if self.deterministic else dist.sample()
         raw, rewards, terminated, truncated, _ = self.envs.step(self.policy.to_env(action))
         return action, self._observe(raw, step), rewards, terminated, truncated
 
