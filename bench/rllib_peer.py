@@ -7,12 +7,25 @@ environment and starts RLlib in that venv's Python:
     /tmp/rllib-venv/bin/pip install torch==2.13.0 "ray[rllib]==2.60.0"
     python bench/rllib_peer.py --rllib-python /tmp/rllib-venv/bin/python [--quick]
 
-Both sides do the same amount of work per update: 8 environments per worker (env runner),
-128 steps per environment, one gradient step on the whole batch (PPO with ``num_epochs=1`` and
-one minibatch; pgrad's A2C), a 64-64 tanh MLP, the learner in the driver process, a local Ray
-instance with one CPU per core and workers at niceness 0. The figures are env steps per second
-of the training loop (sampling + update), after one warm-up iteration. RLlib steps its envs
-with Gymnasium's sync vector env (its default); pgrad uses the numpy-vectorised CartPole.
+Every configuration runs in a fresh process of its own, one after another, with a local Ray
+instance (one CPU per core, no dashboard, workers at niceness 0) and the learner in the driver:
+
+* ``rllib-tuned``: RLlib's tuned CartPole PPO example (``tuned_examples/ppo/cartpole_ppo.py``:
+  a [32] linear network with the value head shared, lr 3e-4, 6 epochs of minibatches of 128
+  over RLlib's default 4,000-step batch, vf_loss_coeff 0.01, KL loss on), with 1 and 2 env
+  runners and no parallel evaluation runner.
+* ``rllib-same``: RLlib PPO doing pgrad's work per update: 8 envs per runner, 128 steps each,
+  one gradient step on the whole batch, a 64-64 tanh MLP.
+* ``pgrad-same``: pgrad A2C with that same work, 2 workers.
+* ``pgrad-fast``: pgrad's own fast CartPole preset (``cartpole-fast``: A2C, 512 numpy-vectorised
+  environments x 16 steps) split over 2 workers of 256 environments.
+
+Throughput is env steps per second of the training loop (sampling + update) after one warm-up
+iteration. Start-up is wall time from the moment the process is launched until training can
+begin (pgrad: the agent is built and its workers are ready; RLlib: the algorithm is built), with
+its parts: imports, and from the start of Ray to ready (pgrad: building the agent, which starts
+Ray and its workers; RLlib: ``ray.init``, importing RLlib's PPO and ``build_algo``). With
+``--repeats R`` every configuration runs R times, in rotation; the tables give medians.
 """
 
 from __future__ import annotations
@@ -21,6 +34,7 @@ import argparse
 import json
 import logging
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,34 +42,40 @@ import time
 from pathlib import Path
 
 NUM_ENVS, NUM_STEPS = 8, 128
+SYSTEMS = ("pgrad-same", "pgrad-fast", "rllib-tuned-1", "rllib-tuned-2", "rllib-same-1",
+           "rllib-same-2")
 
 
-def rllib_child(runners: int, iterations: int) -> dict[str, float]:
-    """Runs inside the RLlib venv: PPO with ``runners`` env runners; timings as a dict."""
+def rllib_child(kind: str, runners: int, iterations: int, launched: float) -> dict[str, float]:
+    """Runs inside the RLlib venv; timings as a dict (times relative to ``launched``)."""
+    imported = time.time()
     import ray
 
-    start = time.perf_counter()
+    ray_start = time.time()
     ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
              log_to_driver=False, logging_level=logging.ERROR,
              _system_config={"worker_niceness": 0})
-    init_s = time.perf_counter() - start
     from ray.rllib.algorithms.ppo import PPOConfig
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
     from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME
 
-    batch = runners * NUM_ENVS * NUM_STEPS
-    config = (PPOConfig()
-              .environment("CartPole-v1")
-              .env_runners(num_env_runners=runners, num_envs_per_env_runner=NUM_ENVS,
-                           rollout_fragment_length=NUM_STEPS)
-              .training(train_batch_size_per_learner=batch, minibatch_size=batch, num_epochs=1,
-                        lr=1e-3)
-              .rl_module(model_config=DefaultModelConfig(fcnet_hiddens=[64, 64],
-                                                         fcnet_activation="tanh"))
-              .learners(num_learners=0))
-    start = time.perf_counter()
+    config = PPOConfig().environment("CartPole-v1").learners(num_learners=0)
+    if kind == "tuned":
+        config = (config.env_runners(num_env_runners=runners)
+                  .rl_module(model_config=DefaultModelConfig(
+                      fcnet_hiddens=[32], fcnet_activation="linear", vf_share_layers=True))
+                  .training(gamma=0.99, lr=0.0003, num_epochs=6, vf_loss_coeff=0.01,
+                            use_kl_loss=True))
+    else:
+        batch = runners * NUM_ENVS * NUM_STEPS
+        config = (config.env_runners(num_env_runners=runners, num_envs_per_env_runner=NUM_ENVS,
+                                     rollout_fragment_length=NUM_STEPS)
+                  .training(train_batch_size_per_learner=batch, minibatch_size=batch,
+                            num_epochs=1, lr=1e-3)
+                  .rl_module(model_config=DefaultModelConfig(fcnet_hiddens=[64, 64],
+                                                             fcnet_activation="tanh")))
     algo = config.build_algo()
-    build_s = time.perf_counter() - start
+    ready = time.time()
 
     def sampled(result: dict) -> int:
         return int(result[ENV_RUNNER_RESULTS][NUM_ENV_STEPS_SAMPLED_LIFETIME])
@@ -68,59 +88,117 @@ def rllib_child(runners: int, iterations: int) -> dict[str, float]:
     steps = sampled(result) - before
     algo.stop()
     ray.shutdown()
-    return {"runners": runners, "init_s": init_s, "build_s": build_s, "sps": steps / elapsed,
-            "steps": steps, "iterations": iterations}
+    return {"imports_s": imported - launched + (ray_start - imported),
+            "ray_to_ready_s": ready - ray_start, "startup_s": ready - launched,
+            "sps": steps / elapsed, "steps_per_iteration": steps / iterations}
 
 
-def pgrad_side(updates: int) -> dict[str, float]:
-    """pgrad A2C on CartPole-v1 with 2 workers (8 envs each, 128 steps), as ray_scaling does."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import ray
-    from ray_scaling import CartPoleA2C, measure
+def pgrad_child(kind: str, iterations: int, launched: float) -> dict[str, float]:
+    """pgrad with 2 Ray workers; timings as a dict (times relative to ``launched``)."""
+    from pgrad.agent import A2C
+    from pgrad.agents import CartPoleFast
 
-    from pgrad.distributed import init_ray
-
-    init_s = init_ray()
+    imported = time.time()
+    if kind == "same":
+        cls, settings = A2C, {"env_id": "CartPole-v1", "num_envs": NUM_ENVS,
+                              "num_steps": NUM_STEPS}
+    else:
+        cls, settings = CartPoleFast, {"num_envs": CartPoleFast.defaults["num_envs"] // 2}
     with tempfile.TemporaryDirectory() as tmp:
-        result = measure(CartPoleA2C, (2,), updates, Path(tmp))[2]
-    ray.shutdown()
-    return {"init_s": init_s, **result}
+        agent = cls(workers=2, quiet=True, eval_episodes=0, run_dir=Path(tmp), **settings)
+        ready = time.time()
+
+        def one_update() -> int:
+            rollout = agent.collect()
+            agent.global_step += rollout.num_steps
+            agent.update(rollout)
+            return rollout.num_steps
+
+        one_update()  # warm-up
+        start, steps = time.perf_counter(), 0
+        for _ in range(iterations):
+            steps += one_update()
+        elapsed = time.perf_counter() - start
+        agent.collector.close()
+    return {"imports_s": imported - launched, "ray_to_ready_s": ready - imported,
+            "startup_s": ready - launched, "sps": steps / elapsed,
+            "steps_per_iteration": steps / iterations}
+
+
+def run_child(system: str, rllib_python: str, iterations: int) -> dict[str, float]:
+    if system.startswith("pgrad"):
+        python, args = sys.executable, ["--pgrad-child", system.split("-")[1]]
+    else:
+        _, kind, runners = system.split("-")
+        python, args = rllib_python, ["--rllib-child", kind, "--runners", runners]
+    launched = time.time()
+    out = subprocess.run([python, __file__, *args, "--iterations", str(iterations),
+                          "--launched", repr(launched)], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONWARNINGS": "ignore"}, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"{system} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rllib-python", help="python of a venv with ray[rllib] installed")
-    parser.add_argument("--quick", action="store_true", help="fewer iterations")
-    parser.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
-    parser.add_argument("--iterations", type=int, default=20, help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="fewer iterations, one repeat")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="runs of every configuration (default 3, 1 with --quick)")
+    parser.add_argument("--rllib-child", help=argparse.SUPPRESS)
+    parser.add_argument("--pgrad-child", help=argparse.SUPPRESS)
+    parser.add_argument("--runners", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--iterations", type=int, default=10, help=argparse.SUPPRESS)
+    parser.add_argument("--launched", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        print(json.dumps(rllib_child(args.child, args.iterations)))
+    if args.rllib_child:
+        print(json.dumps(rllib_child(args.rllib_child, args.runners, args.iterations,
+                                     args.launched)))
+        return 0
+    if args.pgrad_child:
+        print(json.dumps(pgrad_child(args.pgrad_child, args.iterations, args.launched)))
         return 0
     if not args.rllib_python:
         parser.error("--rllib-python is required (see the module docstring)")
-    iterations = 10 if args.quick else 30
-    ours = pgrad_side(iterations)
-    theirs = {}
-    for runners in (1, 2):
-        out = subprocess.run([args.rllib_python, __file__, "--child", str(runners),
-                              "--iterations", str(iterations)], capture_output=True, text=True,
-                             env={**os.environ, "PYTHONWARNINGS": "ignore"}, check=False)
-        if out.returncode != 0:
-            print(out.stderr[-3000:], file=sys.stderr)
-            return 1
-        theirs[runners] = json.loads(out.stdout.strip().splitlines()[-1])
-    print(f"# CartPole-v1, 8 envs x 128 steps per worker, one gradient step per update, "
-          f"{iterations} timed updates, {os.cpu_count()} CPUs, load average "
-          f"{os.getloadavg()[0]:.2f} at the end")
-    print("| system | workers | env steps/s | pgrad(2 workers) / this | ray.init s | "
-          "build + workers ready s |")
-    print("|---|---|---|---|---|---|")
-    print(f"| pgrad A2C | 2 | {ours['sps']:,.0f} | 1.00x | {ours['init_s']:.1f} | "
-          f"{ours['ready_s']:.1f} |")
-    for runners, r in theirs.items():
-        print(f"| RLlib PPO | {runners} | {r['sps']:,.0f} | {ours['sps'] / r['sps']:.2f}x | "
-              f"{r['init_s']:.1f} | {r['build_s']:.1f} |")
+    repeats = args.repeats or (1 if args.quick else 3)
+    iterations = {"pgrad-same": 30, "pgrad-fast": 30, "rllib-tuned-1": 5, "rllib-tuned-2": 5,
+                  "rllib-same-1": 20, "rllib-same-2": 20}
+    if args.quick:
+        iterations = {k: max(v // 3, 2) for k, v in iterations.items()}
+    runs: dict[str, list[dict[str, float]]] = {s: [] for s in SYSTEMS}
+    for r in range(repeats):
+        order = SYSTEMS[r % len(SYSTEMS):] + SYSTEMS[:r % len(SYSTEMS)]
+        for system in order:
+            runs[system].append(run_child(system, args.rllib_python, iterations[system]))
+            print(f"# {system} run {r + 1}: " + ", ".join(
+                f"{k} {v:,.2f}" for k, v in runs[system][-1].items()), file=sys.stderr)
+
+    def med(system: str, key: str) -> float:
+        return statistics.median(run[key] for run in runs[system])
+
+    best_rllib = max(("rllib-tuned-2", "rllib-same-2"), key=lambda s: med(s, "sps"))
+    print(f"# CartPole-v1, {os.cpu_count()} CPUs, medians of {repeats} run(s) per "
+          f"configuration; load average {os.getloadavg()[0]:.2f} at the end")
+    print("| system | workers / runners | steps per update | env steps/s | pgrad-fast / this | "
+          "pgrad-same / this | start-up s | imports s | Ray start to ready s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for system in SYSTEMS:
+        workers = 2 if system.startswith("pgrad") else int(system[-1])
+        print(f"| {system} | {workers} | {med(system, 'steps_per_iteration'):,.0f} | "
+              f"{med(system, 'sps'):,.0f} | "
+              f"{med('pgrad-fast', 'sps') / med(system, 'sps'):.2f}x | "
+              f"{med('pgrad-same', 'sps') / med(system, 'sps'):.2f}x | "
+              f"{med(system, 'startup_s'):.1f} | {med(system, 'imports_s'):.1f} | "
+              f"{med(system, 'ray_to_ready_s'):.1f} |")
+    ours = min(med("pgrad-same", "startup_s"), med("pgrad-fast", "startup_s"))
+    print(f"\nthroughput at 2 workers: pgrad-fast / rllib-tuned-2 = "
+          f"{med('pgrad-fast', 'sps') / med('rllib-tuned-2', 'sps'):.1f}x (target >= 10x); "
+          f"pgrad-same / {best_rllib} (the faster RLlib row) = "
+          f"{med('pgrad-same', 'sps') / med(best_rllib, 'sps'):.1f}x")
+    print(f"start-up at 2 workers: pgrad / rllib-tuned-2 = "
+          f"{ours / med('rllib-tuned-2', 'startup_s'):.2f} (target < 0.5); Ray start to ready: "
+          f"{med('pgrad-same', 'ray_to_ready_s') / med('rllib-tuned-2', 'ray_to_ready_s'):.2f}")
     return 0
 
 

@@ -27,6 +27,7 @@ Ray is an optional dependency (``pip install 'pgrad[ray]'``), imported only here
 from __future__ import annotations
 
 import contextlib
+import importlib
 import importlib.machinery
 import logging
 import os
@@ -123,7 +124,7 @@ class RolloutWorker:
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
         torch.set_num_threads(config.torch_threads)
         worker_config = config.replace(workers=0, ray_address="", device="cpu", seed=seed)
-        self.agent = agent_cls(worker_config, quiet=True)
+        self.agent = agent_cls(worker_config, quiet=True, learner=False)
         self.collector = self.agent.collector
         self.version: int | None = None
         self.last_timing = {"wall_s": 0.0, "cpu_s": 0.0}
@@ -292,7 +293,8 @@ class RayCollector:
             or a worker cannot build the agent.
     """
 
-    def __init__(self, agent: Agent, worker_cls: type[RolloutWorker] = RolloutWorker) -> None:
+    def __init__(self, agent: Agent, worker_cls: type[RolloutWorker] = RolloutWorker,
+                 start: bool = True) -> None:
         self._ray = import_ray()
         self.agent = agent
         self.config = agent.config
@@ -305,35 +307,59 @@ class RayCollector:
         """Worker deaths seen while collecting (each one's share was collected again)."""
         self.restarts = [0] * self.num_workers
         self.startup_seconds = 0.0
+        """Seconds from ``launch()`` until every worker was ready."""
         self._seed = self.config.seed
         self._reseed_pending = False
         self._using_ray = False
+        self._launched_at: float | None = None
         self.actors: list[Any] = []
-        self._start()
+        if start:
+            self.launch()
+            self.wait_ready()
 
     # -- life cycle ------------------------------------------------------------------------------
-    def _start(self) -> None:
-        start = time.perf_counter()
+    def launch(self) -> None:
+        """Start Ray (if needed) and create the workers; returns without waiting for them.
+
+        The workers build their agents while the caller goes on (``Agent`` builds its networks
+        meanwhile); ``wait_ready()`` waits for them.
+        """
+        if self.actors:
+            return
+        self._launched_at = time.perf_counter()
         ray = self._ray
         if not ray.is_initialized():
             local_cpus = os.cpu_count() or 1
             if not self.config.ray_address and self.num_workers > local_cpus:
                 raise ValueError(f"--workers {self.num_workers} needs as many CPUs; this machine "
                                  f"has {local_cpus} (join a cluster with --ray-address)")
+            _import_in_background("torch._dynamo")
             init_ray(self.config.ray_address)
             _RAY_USERS["started"] = True
         if _RAY_USERS["started"] and not self._using_ray:
             _RAY_USERS["collectors"] += 1
             self._using_ray = True
-        cluster_cpus = ray.cluster_resources().get("CPU", 0)
-        if cluster_cpus < self.num_workers:
+        self._cluster_cpus = ray.cluster_resources().get("CPU", 0)
+        if self._cluster_cpus < self.num_workers:
             warnings.warn(f"{self.num_workers} workers need {self.num_workers} CPUs; the Ray "
-                          f"cluster has {cluster_cpus:g} now (waiting for more)", RuntimeWarning,
-                          stacklevel=3)
+                          f"cluster has {self._cluster_cpus:g} now (waiting for more)",
+                          RuntimeWarning, stacklevel=3)
         _pickle_by_value_if_needed(type(self.agent))
         self._actor_class = ray.remote(num_cpus=1, max_restarts=MAX_RESTARTS,
                                        max_task_retries=0)(self.worker_cls)
         self.actors = [self._spawn(k) for k in range(self.num_workers)]
+
+    def wait_ready(self) -> None:
+        """Block until every launched worker has built its agent.
+
+        Raises:
+            ValueError: a worker could not build the agent, or (local Ray) the workers did not
+                start within ``LOCAL_STARTUP_TIMEOUT_S``; the workers are closed first.
+        """
+        if not self.actors:
+            self.launch()
+        ray = self._ray
+        start = self._launched_at or time.perf_counter()
         # on a cluster, actors may wait for an autoscaler; a local instance has all it will have
         deadline = None if self.config.ray_address else start + LOCAL_STARTUP_TIMEOUT_S
         for k, actor in enumerate(self.actors):
@@ -345,13 +371,14 @@ class RayCollector:
                 self.close()
                 raise ValueError(f"{self.num_workers} Ray workers did not start within "
                                  f"{LOCAL_STARTUP_TIMEOUT_S:.0f} s; Ray has {free:g} of "
-                                 f"{cluster_cpus:g} CPUs free (another agent's workers? stop "
-                                 "them with agent.collector.close())") from None
+                                 f"{self._cluster_cpus:g} CPUs free (another agent's workers? "
+                                 "stop them with agent.collector.close())") from None
             except ray.exceptions.RayError as err:
                 self.close()
                 raise ValueError(f"Ray worker {k} could not build {type(self.agent).__name__}: "
                                  f"{first_line(err)}") from None
         self.startup_seconds = time.perf_counter() - start
+        self._launched_at = None
 
     def _spawn(self, k: int) -> Any:
         return self._actor_class.remote(type(self.agent), self.config, self._worker_seed(k))
@@ -365,6 +392,7 @@ class RayCollector:
             with contextlib.suppress(Exception):
                 self._ray.kill(actor, no_restart=True)
         self.actors = []
+        self._launched_at = None
         if self._using_ray:
             self._using_ray = False
             _RAY_USERS["collectors"] -= 1
@@ -390,7 +418,8 @@ class RayCollector:
     def collect_steps(self, num_steps: int, step_offset: int = 0) -> Rollout:
         """``num_steps`` steps in each of the ``workers * num_envs`` environments."""
         if not self.actors:
-            self._start()
+            self.launch()
+            self.wait_ready()
         if self._reseed_pending:
             self._ray.get([actor.reseed.remote(self._worker_seed(k))
                            for k, actor in enumerate(self.actors)])
@@ -401,7 +430,8 @@ class RayCollector:
                          step_offset: int = 0) -> Rollout:
         """One episode in every environment; each worker gets its share of ``reset_seed``."""
         if not self.actors:
-            self._start()
+            self.launch()
+            self.wait_ready()
         seeds = split_reset_seeds(reset_seed, self.num_workers, self.config.num_envs)
         return self._collect("collect_episodes",
                              [(s, max_steps, step_offset) for s in seeds])
@@ -467,6 +497,24 @@ class RayCollector:
 
 
 # -- helpers ---------------------------------------------------------------------------------------
+def _import_in_background(module: str) -> None:
+    """Import ``module`` on a daemon thread unless it is imported already.
+
+    ``ray.init`` spends most of its seconds waiting for Ray's processes to come up, and the
+    learner's first optimizer imports ``torch._dynamo`` (about 2 s of CPU); doing both at once
+    shortens start-up. A second ``import`` of the module waits for this one (the import lock).
+    """
+    if module in sys.modules:
+        return
+    import threading
+
+    def load() -> None:
+        with contextlib.suppress(Exception):  # the learner's own import will say what failed
+            importlib.import_module(module)
+
+    threading.Thread(target=load, daemon=True, name=f"pgrad-import-{module}").start()
+
+
 def _actor_unavailable(ray: Any) -> type[BaseException] | tuple[()]:
     """``ActorUnavailableError`` (a restarting actor), on Ray versions that have it."""
     return getattr(ray.exceptions, "ActorUnavailableError", ())

@@ -133,6 +133,36 @@ def test_save_load_roundtrip_and_same_actions(tmp_path):
         A2C.load(tmp_path / "bad.pt")
 
 
+def test_an_acting_only_agent_has_no_critic_or_optimizer_and_loads_the_policy(tmp_path):
+    agent = A2C(env_id="CartPole-v1", total_steps=256, num_envs=2, num_steps=64,
+                normalize_obs=True, run_dir=tmp_path / "r", quiet=True).train()
+    path = agent.save(tmp_path / "agent.pt")
+    actor = A2C.for_evaluation(torch.load(path, weights_only=True))
+    assert actor.critic is None and actor.optimizer is None and not actor.learner
+    obs = np.linspace(-0.2, 0.2, 20, dtype=np.float32).reshape(5, 4)
+    assert np.array_equal(agent.act(obs, deterministic=True), actor.act(obs, deterministic=True))
+    assert torch.equal(actor.obs_norm.mean, agent.obs_norm.mean)
+    assert actor.evaluate(2)["episodes"] == 2
+    with pytest.raises(RuntimeError, match="learner=False"):
+        actor.train(64)
+    with pytest.raises(RuntimeError, match="learner=False"):
+        actor.update(agent.collect())
+    assert actor.state_dict()["optimizer"] is None
+
+
+def test_an_acting_only_agent_does_not_import_the_compiler():
+    """Ray workers build acting-only agents: no optimizer, so no ``torch._dynamo`` import (about
+    2 s of a worker's start-up); a learner's first optimizer does import it."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from pgrad import A2C; A2C(env_id='CartPole-v1', num_envs=2, "
+            "quiet=True, learner={}); print('torch._dynamo' in sys.modules)")
+    seen = [subprocess.run([sys.executable, "-c", code.format(flag)], capture_output=True,
+                           text=True, check=True).stdout.strip() for flag in (False, True)]
+    assert seen == ["False", "True"]
+
+
 def test_subclass_hooks_one_level(tmp_path):
     class Small(Reinforce):
         name = "small"

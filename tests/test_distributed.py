@@ -222,6 +222,29 @@ def test_collector_refuses_stale_rollouts_and_passes_worker_errors_on(ray_cluste
     assert ray_cluster.is_initialized(), "a collector must not shut down a Ray it did not start"
 
 
+def test_workers_build_acting_only_agents():
+    config = A2C.default_config(env_id="CartPole-v1", num_envs=2, workers=2)
+    worker = RolloutWorker(A2C, config, seed=1)
+    assert worker.agent.optimizer is None and worker.agent.critic is None
+    assert worker.agent.config.workers == 0
+
+
+class _FailsToBuildItsOptimizer(A2C):
+    def make_optimizer(self, params):
+        raise ValueError("no optimizer here")
+
+
+def test_workers_started_for_an_agent_that_fails_to_build_are_stopped(ray_cluster):
+    """Workers start while the learner builds its networks; a learner that fails frees them."""
+    with pytest.raises(ValueError, match="no optimizer here"):
+        _FailsToBuildItsOptimizer(env_id="CartPole-v1", workers=2, num_envs=2, quiet=True)
+    deadline = time.monotonic() + 30
+    while ray_cluster.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ray_cluster.available_resources().get("CPU", 0) == 2
+    assert ray_cluster.is_initialized(), "a Ray that the test started stays up"
+
+
 def test_same_seed_and_workers_give_the_same_run(ray_cluster, tmp_path):
     weights = []
     for run in range(2):
