@@ -32,6 +32,7 @@ import importlib.machinery
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 import warnings
@@ -56,6 +57,8 @@ MAX_ATTEMPTS = 3
 """Collections of one worker's share within one update before giving up."""
 RESTART_TIMEOUT_S = 120.0
 """How long to wait for a dead worker to come back."""
+CONNECT_TIMEOUT_S = 5.0
+"""How long to try to reach a ``--ray-address`` before giving up."""
 LOCAL_STARTUP_TIMEOUT_S = 120.0
 """How long the workers of a local Ray instance may take to start (a cluster's may wait longer)."""
 _RAY_USERS = {"started": False, "collectors": 0}
@@ -93,7 +96,13 @@ def init_ray(address: str = "", num_cpus: int | None = None) -> float:
     start = time.perf_counter()
     quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
     if address:
-        ray.init(address=address, **quiet)
+        if address != "auto":
+            check_reachable(address)
+        try:
+            ray.init(address=address, **quiet)
+        except ConnectionError as err:
+            raise ValueError(f"cannot join the Ray cluster at {address!r}: "
+                             f"{first_line(err)}") from None
     else:
         # "local": a new instance of our own, even if RAY_ADDRESS or `ray start` names one. Ray
         # runs workers at niceness 15 by default; ours do the run's main work while the learner
@@ -101,6 +110,21 @@ def init_ray(address: str = "", num_cpus: int | None = None) -> float:
         ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1,
                  _system_config={"worker_niceness": 0}, **quiet)
     return time.perf_counter() - start
+
+
+def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Raise ``ValueError`` unless ``HOST:PORT`` (or ``ray://HOST:PORT``) accepts connections.
+
+    ``ray.init`` retries an unreachable address for minutes; this fails in seconds instead.
+    """
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"ray_address must be 'auto' or HOST:PORT, got {address!r}")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as err:
+        raise ValueError(f"cannot reach a Ray cluster at {address} ({err.strerror or err}); "
+                         "start one there with 'ray start --head' or fix --ray-address") from None
 
 
 # -- the worker ------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from pgrad.envs_util import derive_seed
 from pgrad.logger import Logger
 from pgrad.rollout import NonFiniteError, Rollout
 
-from helpers import ROOT, pgrad, pgrad_cmd
+from helpers import ROOT, assert_clean_error, pgrad, pgrad_cmd
 
 
 def small_rollout(T: int, N: int, fill: float, version: int = 0) -> Rollout:
@@ -132,6 +132,21 @@ def test_cli_trains_with_two_workers(tmp_path):
     assert last.startswith("run directory: "), result.stdout
     run_dir = tmp_path / last.removeprefix("run directory: ")
     assert list((run_dir / "checkpoints").glob("step_*.pt"))
+
+
+@pytest.mark.parametrize("address, fragment", [
+    ("nonsense", "must be 'auto' or HOST:PORT"),
+    ("127.0.0.1:1", "cannot reach a Ray cluster at 127.0.0.1:1"),
+])
+def test_a_bad_ray_address_fails_in_seconds_with_one_line(tmp_path, address, fragment):
+    """Ray itself retries an unreachable address for minutes; pgrad checks it first."""
+    pytest.importorskip("ray")
+    start = time.monotonic()
+    result = pgrad("train", "CartPole-v1", "--workers", "2", "--ray-address", address,
+                   "--total-steps", "100", "--logdir", "runs", cwd=tmp_path, timeout=60)
+    assert_clean_error(result, fragment)
+    assert time.monotonic() - start < 30
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
 def test_a_file_agent_reaches_the_workers(tmp_path):
