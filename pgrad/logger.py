@@ -14,8 +14,6 @@ import time
 from collections import deque
 from pathlib import Path
 
-from torch.utils.tensorboard import SummaryWriter
-
 
 class Logger:
     """Writes scalars to ``run_dir`` and reports progress on the console."""
@@ -24,6 +22,9 @@ class Logger:
                  print_every: float = 10.0, purge_step: int | None = None) -> None:
         # purge_step drops events a crashed run wrote after its last checkpoint, so a resumed
         # run continues one curve instead of drawing a second one over the same steps.
+        # imported here: acting-only agents (Ray workers, evaluation) never log
+        from torch.utils.tensorboard import SummaryWriter
+
         self.writer = SummaryWriter(str(run_dir), purge_step=purge_step)
         self.total_steps = total_steps
         self.quiet = quiet
