@@ -228,14 +228,36 @@ class Agent:
     # -- acting ----------------------------------------------------------------------------------
     @torch.inference_mode()
     def act(self, obs: Any, deterministic: bool = False) -> np.ndarray:
-        """Actions for one observation or a batch of them (as the env returns them)."""
-        array = np.asarray(obs)
+        """Actions for one observation or a batch of them (as the env returns them).
+
+        Dict and Tuple observations may come raw, as a single environment returns them, or
+        batched, as a vector environment does; they are flattened as in training.
+        """
+        array = self._flatten_structured(obs) if isinstance(obs, dict | tuple) else np.asarray(obs)
         single_shape = self.obs_space.shape or ()
         single = array.shape == tuple(single_shape)
         batch = torch.as_tensor(array[None] if single else array, device=self.device)
         dist = self.policy(self.preprocess_obs(batch))
         actions = self.policy.to_env(self.policy.mode(dist) if deterministic else dist.sample())
         return actions[0] if single else actions
+
+    def _flatten_structured(self, obs: dict | tuple) -> np.ndarray:
+        """A raw Dict/Tuple observation (one, or a batch) as the flat rows training sees."""
+        from gymnasium.vector.utils import batch_space, iterate
+
+        raw = self.envs.unwrapped.single_observation_space
+        if not isinstance(raw, gym.spaces.Dict | gym.spaces.Tuple):
+            raise ValueError(f"got a {type(obs).__name__} observation, but "
+                             f"{self.config.env_id} observes {raw}")
+        leaf, space = obs, raw  # follow one path down both: a batch adds a leading dimension
+        while isinstance(space, gym.spaces.Dict | gym.spaces.Tuple):
+            key = next(iter(space.spaces)) if isinstance(space, gym.spaces.Dict) else 0
+            leaf, space = leaf[key], space.spaces[key]
+        if np.ndim(leaf) == len(space.shape or ()):
+            return gym.spaces.flatten(raw, obs)
+        count = len(leaf)
+        return np.stack([gym.spaces.flatten(raw, item)
+                         for item in iterate(batch_space(raw, count), obs)])
 
     # -- the loop --------------------------------------------------------------------------------
     def collect(self) -> Rollout:
