@@ -24,7 +24,9 @@ Throughput is env steps per second of the training loop (sampling + update) afte
 iteration. Start-up is wall time from the moment the process is launched until training can
 begin (pgrad: the agent is built and its workers are ready; RLlib: the algorithm is built), with
 its parts: imports, and from the start of Ray to ready (pgrad: building the agent, which starts
-Ray and its workers; RLlib: ``ray.init``, importing RLlib's PPO and ``build_algo``). With
+Ray and its workers; RLlib: ``ray.init``, importing RLlib's PPO and ``build_algo``), and the CPU
+seconds every process on the machine spent meanwhile (from /proc/stat: divided by the number of
+cores, a floor under the start-up that no overlapping can beat). With
 ``--repeats R`` every configuration runs R times, in rotation; the tables give medians.
 """
 
@@ -42,11 +44,23 @@ import time
 from pathlib import Path
 
 NUM_ENVS, NUM_STEPS = 8, 128
+
+
+def busy_cpu_s() -> float:
+    """CPU seconds all processes on this machine have spent busy since boot (Linux; else 0)."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(x) for x in f.readline().split()[1:]]
+    except OSError:
+        return 0.0
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    return (sum(ticks) - idle) / os.sysconf("SC_CLK_TCK")
 SYSTEMS = ("pgrad-same", "pgrad-fast", "rllib-tuned-1", "rllib-tuned-2", "rllib-same-1",
            "rllib-same-2")
 
 
-def rllib_child(kind: str, runners: int, iterations: int, launched: float) -> dict[str, float]:
+def rllib_child(kind: str, runners: int, iterations: int, launched: float,
+                launched_cpu: float) -> dict[str, float]:
     """Runs inside the RLlib venv; timings as a dict (times relative to ``launched``)."""
     imported = time.time()
     import ray
@@ -75,7 +89,7 @@ def rllib_child(kind: str, runners: int, iterations: int, launched: float) -> di
                   .rl_module(model_config=DefaultModelConfig(fcnet_hiddens=[64, 64],
                                                              fcnet_activation="tanh")))
     algo = config.build_algo()
-    ready = time.time()
+    ready, ready_cpu = time.time(), busy_cpu_s()
 
     def sampled(result: dict) -> int:
         return int(result[ENV_RUNNER_RESULTS][NUM_ENV_STEPS_SAMPLED_LIFETIME])
@@ -90,10 +104,11 @@ def rllib_child(kind: str, runners: int, iterations: int, launched: float) -> di
     ray.shutdown()
     return {"imports_s": imported - launched + (ray_start - imported),
             "ray_to_ready_s": ready - ray_start, "startup_s": ready - launched,
-            "sps": steps / elapsed, "steps_per_iteration": steps / iterations}
+            "startup_cpu_s": ready_cpu - launched_cpu, "sps": steps / elapsed, "steps_per_iteration": steps / iterations}
 
 
-def pgrad_child(kind: str, iterations: int, launched: float) -> dict[str, float]:
+def pgrad_child(kind: str, iterations: int, launched: float,
+                launched_cpu: float) -> dict[str, float]:
     """pgrad with 2 Ray workers; timings as a dict (times relative to ``launched``)."""
     from pgrad.agent import A2C
     from pgrad.agents import CartPoleFast
@@ -106,7 +121,7 @@ def pgrad_child(kind: str, iterations: int, launched: float) -> dict[str, float]
         cls, settings = CartPoleFast, {"num_envs": CartPoleFast.defaults["num_envs"] // 2}
     with tempfile.TemporaryDirectory() as tmp:
         agent = cls(workers=2, quiet=True, eval_episodes=0, run_dir=Path(tmp), **settings)
-        ready = time.time()
+        ready, ready_cpu = time.time(), busy_cpu_s()
 
         def one_update() -> int:
             rollout = agent.collect()
@@ -121,7 +136,8 @@ def pgrad_child(kind: str, iterations: int, launched: float) -> dict[str, float]
         elapsed = time.perf_counter() - start
         agent.collector.close()
     return {"imports_s": imported - launched, "ray_to_ready_s": ready - imported,
-            "startup_s": ready - launched, "sps": steps / elapsed,
+            "startup_s": ready - launched, "startup_cpu_s": ready_cpu - launched_cpu,
+            "sps": steps / elapsed,
             "steps_per_iteration": steps / iterations}
 
 
@@ -131,9 +147,10 @@ def run_child(system: str, rllib_python: str, iterations: int) -> dict[str, floa
     else:
         _, kind, runners = system.split("-")
         python, args = rllib_python, ["--rllib-child", kind, "--runners", runners]
-    launched = time.time()
+    launched, launched_cpu = time.time(), busy_cpu_s()
     out = subprocess.run([python, __file__, *args, "--iterations", str(iterations),
-                          "--launched", repr(launched)], capture_output=True, text=True,
+                          "--launched", repr(launched), "--launched-cpu", repr(launched_cpu)],
+                         capture_output=True, text=True,
                          env={**os.environ, "PYTHONWARNINGS": "ignore"}, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"{system} failed:\n{out.stderr[-3000:]}")
@@ -151,13 +168,15 @@ def main() -> int:
     parser.add_argument("--runners", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--iterations", type=int, default=10, help=argparse.SUPPRESS)
     parser.add_argument("--launched", type=float, default=0.0, help=argparse.SUPPRESS)
+    parser.add_argument("--launched-cpu", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rllib_child:
         print(json.dumps(rllib_child(args.rllib_child, args.runners, args.iterations,
-                                     args.launched)))
+                                     args.launched, args.launched_cpu)))
         return 0
     if args.pgrad_child:
-        print(json.dumps(pgrad_child(args.pgrad_child, args.iterations, args.launched)))
+        print(json.dumps(pgrad_child(args.pgrad_child, args.iterations, args.launched,
+                                     args.launched_cpu)))
         return 0
     if not args.rllib_python:
         parser.error("--rllib-python is required (see the module docstring)")
@@ -181,8 +200,9 @@ def main() -> int:
     print(f"# CartPole-v1, {os.cpu_count()} CPUs, medians of {repeats} run(s) per "
           f"configuration; load average {os.getloadavg()[0]:.2f} at the end")
     print("| system | workers / runners | steps per update | env steps/s | pgrad-fast / this | "
-          "pgrad-same / this | start-up s | imports s | Ray start to ready s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "pgrad-same / this | start-up s | imports s | Ray start to ready s | "
+          "CPU s to ready (all processes) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for system in SYSTEMS:
         workers = 2 if system.startswith("pgrad") else int(system[-1])
         print(f"| {system} | {workers} | {med(system, 'steps_per_iteration'):,.0f} | "
@@ -190,7 +210,7 @@ def main() -> int:
               f"{med('pgrad-fast', 'sps') / med(system, 'sps'):.2f}x | "
               f"{med('pgrad-same', 'sps') / med(system, 'sps'):.2f}x | "
               f"{med(system, 'startup_s'):.1f} | {med(system, 'imports_s'):.1f} | "
-              f"{med(system, 'ray_to_ready_s'):.1f} |")
+              f"{med(system, 'ray_to_ready_s'):.1f} | {med(system, 'startup_cpu_s'):.1f} |")
     ours = min(med("pgrad-same", "startup_s"), med("pgrad-fast", "startup_s"))
     print(f"\nthroughput at 2 workers: pgrad-fast / rllib-tuned-2 = "
           f"{med('pgrad-fast', 'sps') / med('rllib-tuned-2', 'sps'):.1f}x (target >= 10x); "
@@ -198,7 +218,10 @@ def main() -> int:
           f"{med('pgrad-same', 'sps') / med(best_rllib, 'sps'):.1f}x")
     print(f"start-up at 2 workers: pgrad / rllib-tuned-2 = "
           f"{ours / med('rllib-tuned-2', 'startup_s'):.2f} (target < 0.5); Ray start to ready: "
-          f"{med('pgrad-same', 'ray_to_ready_s') / med('rllib-tuned-2', 'ray_to_ready_s'):.2f}")
+          f"{med('pgrad-same', 'ray_to_ready_s') / med('rllib-tuned-2', 'ray_to_ready_s'):.2f}; "
+          f"CPU seconds to ready, pgrad-same: {med('pgrad-same', 'startup_cpu_s'):.1f} on "
+          f"{os.cpu_count()} cores, so at least "
+          f"{med('pgrad-same', 'startup_cpu_s') / (os.cpu_count() or 1):.1f} s")
     return 0
 
 
