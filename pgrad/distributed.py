@@ -442,8 +442,7 @@ class RayCollector:
     def collect_steps(self, num_steps: int, step_offset: int = 0) -> Rollout:
         """``num_steps`` steps in each of the ``workers * num_envs`` environments."""
         if not self.actors:
-            self.launch()
-            self.wait_ready()
+            self.wait_ready()  # launches them again after close()
         if self._reseed_pending:
             self._ray.get([actor.reseed.remote(self._worker_seed(k))
                            for k, actor in enumerate(self.actors)])
@@ -454,8 +453,7 @@ class RayCollector:
                          step_offset: int = 0) -> Rollout:
         """One episode in every environment; each worker gets its share of ``reset_seed``."""
         if not self.actors:
-            self.launch()
-            self.wait_ready()
+            self.wait_ready()  # launches them again after close()
         seeds = split_reset_seeds(reset_seed, self.num_workers, self.config.num_envs)
         return self._collect("collect_episodes",
                              [(s, max_steps, step_offset) for s in seeds])

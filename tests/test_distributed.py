@@ -253,11 +253,34 @@ def test_workers_started_for_an_agent_that_fails_to_build_are_stopped(ray_cluste
     """Workers start while the learner builds its networks; a learner that fails frees them."""
     with pytest.raises(ValueError, match="no optimizer here"):
         _FailsToBuildItsOptimizer(env_id="CartPole-v1", workers=2, num_envs=2, quiet=True)
-    deadline = time.monotonic() + 30
-    while ray_cluster.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert ray_cluster.available_resources().get("CPU", 0) == 2
+    _wait_until_cpus_free(ray_cluster, 2)
     assert ray_cluster.is_initialized(), "a Ray that the test started stays up"
+
+
+def _wait_until_cpus_free(ray, cpus: float, timeout_s: float = 60.0) -> None:
+    """Ray's resource view is eventually consistent: require ``cpus`` free for a whole second."""
+    deadline, free_since = time.monotonic() + timeout_s, None
+    while time.monotonic() < deadline:
+        if ray.available_resources().get("CPU", 0) >= cpus:
+            free_since = free_since or time.monotonic()
+            if time.monotonic() - free_since >= 1.0:
+                return
+        else:
+            free_since = None
+        time.sleep(0.1)
+    raise AssertionError(f"{cpus} CPUs not free within {timeout_s} s: "
+                         f"{ray.available_resources().get('CPU', 0)} free")
+
+
+def test_a_closed_collector_starts_its_workers_again_on_the_next_collect(ray_cluster):
+    agent = A2C(env_id="CartPole-v1", workers=2, num_envs=2, num_steps=4, quiet=True)
+    first = agent.collector.collect_steps(4)
+    agent.collector.close()
+    assert agent.collector.actors == []
+    again = agent.collector.collect_steps(4)
+    assert len(agent.collector.actors) == 2 and agent.collector.startup_seconds > 0
+    assert again.rewards.shape == first.rewards.shape == (4, 4)
+    agent.collector.close()
 
 
 def test_same_seed_and_workers_give_the_same_run(ray_cluster, tmp_path):
