@@ -59,6 +59,8 @@ RESTART_TIMEOUT_S = 120.0
 """How long to wait for a dead worker to come back."""
 CONNECT_TIMEOUT_S = 5.0
 """How long to try to reach a ``--ray-address`` before giving up."""
+CLOSE_WAIT_S = 10.0
+"""How long ``close()`` lets workers that are still being built finish before killing them."""
 LOCAL_STARTUP_TIMEOUT_S = 120.0
 """How long the workers of a local Ray instance may take to start (a cluster's may wait longer)."""
 _RAY_USERS = {"started": False, "collectors": 0}
@@ -336,6 +338,7 @@ class RayCollector:
         self._reseed_pending = False
         self._using_ray = False
         self._launched_at: float | None = None
+        self._ready = False
         self.actors: list[Any] = []
         if start:
             self.launch()
@@ -351,6 +354,7 @@ class RayCollector:
         if self.actors:
             return
         self._launched_at = time.perf_counter()
+        self._ready = False
         ray = self._ray
         if not ray.is_initialized():
             local_cpus = os.cpu_count() or 1
@@ -403,6 +407,7 @@ class RayCollector:
                                  f"{first_line(err)}") from None
         self.startup_seconds = time.perf_counter() - start
         self._launched_at = None
+        self._ready = True
 
     def _spawn(self, k: int) -> Any:
         return self._actor_class.remote(type(self.agent), self.config, self._worker_seed(k))
@@ -412,11 +417,18 @@ class RayCollector:
 
         Safe to call twice; a later collect starts the workers again.
         """
+        if self.actors and not self._ready:
+            # Ray can keep the CPU of an actor killed while its constructor runs (a learner that
+            # failed right after launch()): let the constructors finish, for a bounded time
+            with contextlib.suppress(Exception):
+                self._ray.wait([actor.ping.remote() for actor in self.actors],
+                               num_returns=len(self.actors), timeout=CLOSE_WAIT_S)
         for actor in self.actors:
             with contextlib.suppress(Exception):
                 self._ray.kill(actor, no_restart=True)
         self.actors = []
         self._launched_at = None
+        self._ready = False
         if self._using_ray:
             self._using_ray = False
             _RAY_USERS["collectors"] -= 1

@@ -244,15 +244,15 @@ def test_workers_build_acting_only_agents():
     assert worker.agent.config.workers == 0
 
 
-class _FailsToBuildItsOptimizer(A2C):
-    def make_optimizer(self, params):
-        raise ValueError("no optimizer here")
-
-
 def test_workers_started_for_an_agent_that_fails_to_build_are_stopped(ray_cluster):
     """Workers start while the learner builds its networks; a learner that fails frees them."""
+
+    class FailsToBuildItsOptimizer(A2C):  # local: the workers get it by value, and build it
+        def make_optimizer(self, params):
+            raise ValueError("no optimizer here")
+
     with pytest.raises(ValueError, match="no optimizer here"):
-        _FailsToBuildItsOptimizer(env_id="CartPole-v1", workers=2, num_envs=2, quiet=True)
+        FailsToBuildItsOptimizer(env_id="CartPole-v1", workers=2, num_envs=2, quiet=True)
     _wait_until_cpus_free(ray_cluster, 2)
     assert ray_cluster.is_initialized(), "a Ray that the test started stays up"
 
