@@ -62,7 +62,6 @@ SYSTEMS = ("pgrad-same", "pgrad-fast", "rllib-tuned-1", "rllib-tuned-2", "rllib-
 def rllib_child(kind: str, runners: int, iterations: int, launched: float,
                 launched_cpu: float) -> dict[str, float]:
     """Runs inside the RLlib venv; timings as a dict (times relative to ``launched``)."""
-    imported = time.time()
     import ray
 
     ray_start = time.time()
@@ -102,7 +101,7 @@ def rllib_child(kind: str, runners: int, iterations: int, launched: float,
     steps = sampled(result) - before
     algo.stop()
     ray.shutdown()
-    return {"imports_s": imported - launched + (ray_start - imported),
+    return {"imports_s": ray_start - launched,
             "ray_to_ready_s": ready - ray_start, "startup_s": ready - launched,
             "startup_cpu_s": ready_cpu - launched_cpu, "sps": steps / elapsed, "steps_per_iteration": steps / iterations}
 
@@ -110,6 +109,9 @@ def rllib_child(kind: str, runners: int, iterations: int, launched: float,
 def pgrad_child(kind: str, iterations: int, launched: float,
                 launched_cpu: float) -> dict[str, float]:
     """pgrad with 2 Ray workers; timings as a dict (times relative to ``launched``)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from ray_scaling import one_update
+
     from pgrad.agent import A2C
     from pgrad.agents import CartPoleFast
 
@@ -123,16 +125,10 @@ def pgrad_child(kind: str, iterations: int, launched: float,
         agent = cls(workers=2, quiet=True, eval_episodes=0, run_dir=Path(tmp), **settings)
         ready, ready_cpu = time.time(), busy_cpu_s()
 
-        def one_update() -> int:
-            rollout = agent.collect()
-            agent.global_step += rollout.num_steps
-            agent.update(rollout)
-            return rollout.num_steps
-
-        one_update()  # warm-up
+        one_update(agent)  # warm-up
         start, steps = time.perf_counter(), 0
         for _ in range(iterations):
-            steps += one_update()
+            steps += one_update(agent)[2]
         elapsed = time.perf_counter() - start
         agent.collector.close()
     return {"imports_s": imported - launched, "ray_to_ready_s": ready - imported,

@@ -111,9 +111,10 @@ class Agent:
         except TypeError as err:
             self.envs.close()
             raise EnvError(f"{self.config.env_id}: {err}") from None
-        # Ray workers start (and build their own agents) while this process builds its networks
-        self._launched = self._launch_workers()
+        self._launched = None
         try:
+            # Ray workers start (and build their own agents) while this process builds its networks
+            self._launched = self._launch_workers()
             self._build_networks()
             self.collector = self.make_collector()
         except BaseException:
@@ -166,8 +167,7 @@ class Agent:
         try:
             collector.launch()
         except BaseException:
-            collector.close()
-            self.envs.close()
+            collector.close()  # a Ray it started, or workers it created before failing
             raise
         return collector
 

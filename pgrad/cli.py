@@ -280,15 +280,14 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("agents:")
     for name, cls in GENERIC.items():
         print(f"  {name:<14} {((cls.__doc__ or '').strip().splitlines() or [''])[0]}")
-    print("presets (pgrad train ENV_ID picks these):")
-    for env_id, cls in PRESETS.items():
-        changed = ", ".join(f"{k}={v}" for k, v in cls.defaults.items())
-        print(f"  {cls.name:<14} {env_id:<24} {changed}")
-    if VARIANTS:
-        print("other tuned agents (pgrad train ENV_ID --agent NAME):")
-        for name, cls in VARIANTS.items():
+    tuned = [("presets (pgrad train ENV_ID picks these):", PRESETS.values()),
+             ("other tuned agents (pgrad train ENV_ID --agent NAME):", VARIANTS.values())]
+    for heading, classes in tuned:
+        if classes:
+            print(heading)
+        for cls in classes:
             changed = ", ".join(f"{k}={v}" for k, v in cls.defaults.items())
-            print(f"  {name:<14} {cls.env_id:<24} {changed}")
+            print(f"  {cls.name:<14} {cls.env_id:<24} {changed}")
     print("pgrad environments:")
     for env_id in ENV_IDS:
         print(f"  {env_id}")
