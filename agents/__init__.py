@@ -20,8 +20,11 @@ PRESETS: dict[str, type[Agent]] = {
 }
 # presets that are not their environment's default, chosen by name (pgrad train --agent NAME)
 VARIANTS: dict[str, type[Agent]] = {cls.name: cls for cls in (CartPoleFast,)}
-AGENTS: dict[str, type[Agent]] = {**GENERIC, **{cls.name: cls for cls in PRESETS.values()},
-                                  **VARIANTS}
+AGENTS: dict[str, type[Agent]] = {
+    **GENERIC,
+    **{cls.name: cls for cls in PRESETS.values()},
+    **VARIANTS,
+}
 
 
 def preset_for(env_id: str) -> type[Agent]:
@@ -29,5 +32,17 @@ def preset_for(env_id: str) -> type[Agent]:
     return PRESETS.get(env_id, A2C)
 
 
-__all__ = ["AGENTS", "GENERIC", "PRESETS", "VARIANTS", "Acrobot", "Bandit", "CartPole",
-           "CartPoleFast", "LunarLander", "Pendulum", "ShortCorridor", "preset_for"]
+__all__ = [
+    "AGENTS",
+    "GENERIC",
+    "PRESETS",
+    "VARIANTS",
+    "Acrobot",
+    "Bandit",
+    "CartPole",
+    "CartPoleFast",
+    "LunarLander",
+    "Pendulum",
+    "ShortCorridor",
+    "preset_for",
+]

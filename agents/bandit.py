@@ -9,5 +9,12 @@ class Bandit(Reinforce):
     name = "bandit"
     env_id = "pgrad/Bandit-v0"
     action_spaces = (Discrete,)
-    defaults = {**Reinforce.defaults, "baseline": "ema", "hidden": (), "num_envs": 64,
-                "total_steps": 30_000, "learning_rate": 5e-2, "normalize_advantages": False}
+    defaults = {
+        **Reinforce.defaults,
+        "baseline": "ema",
+        "hidden": (),
+        "num_envs": 64,
+        "total_steps": 30_000,
+        "learning_rate": 5e-2,
+        "normalize_advantages": False,
+    }

@@ -20,8 +20,13 @@ class CartPole(Reinforce):
     name = "cartpole"
     env_id = "CartPole-v1"
     action_spaces = (Discrete,)
-    defaults = {**Reinforce.defaults, "num_envs": 8, "total_steps": 150_000,
-                "learning_rate": 1e-2, "learning_rate_final": 0.0}
+    defaults = {
+        **Reinforce.defaults,
+        "num_envs": 8,
+        "total_steps": 150_000,
+        "learning_rate": 1e-2,
+        "learning_rate_final": 0.0,
+    }
 
 
 class CartPoleFast(A2C):
@@ -37,6 +42,13 @@ class CartPoleFast(A2C):
     name = "cartpole-fast"
     env_id = "CartPole-v1"
     action_spaces = (Discrete,)
-    defaults = {**A2C.defaults, "num_envs": 512, "num_steps": 16, "total_steps": 500_000,
-                "learning_rate": 2e-2, "learning_rate_final": 0.0, "normalize_advantages": False,
-                "checkpoint_every": 0}
+    defaults = {
+        **A2C.defaults,
+        "num_envs": 512,
+        "num_steps": 16,
+        "total_steps": 500_000,
+        "learning_rate": 2e-2,
+        "learning_rate_final": 0.0,
+        "normalize_advantages": False,
+        "checkpoint_every": 0,
+    }

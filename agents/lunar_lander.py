@@ -17,7 +17,16 @@ class LunarLander(A2C):
     name = "lunarlander"
     env_id = "LunarLander-v3"
     action_spaces = (Discrete,)
-    defaults = {**A2C.defaults, "total_steps": 200_000, "num_envs": 8, "num_steps": 5,
-                "gamma": 0.995, "gae_lambda": 1.0, "learning_rate": 5e-4,
-                "learning_rate_final": 0.0, "ent_coef": 1e-5, "normalize_advantages": False,
-                "normalize_obs": True}
+    defaults = {
+        **A2C.defaults,
+        "total_steps": 200_000,
+        "num_envs": 8,
+        "num_steps": 5,
+        "gamma": 0.995,
+        "gae_lambda": 1.0,
+        "learning_rate": 5e-4,
+        "learning_rate_final": 0.0,
+        "ent_coef": 1e-5,
+        "normalize_advantages": False,
+        "normalize_obs": True,
+    }

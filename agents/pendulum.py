@@ -19,7 +19,16 @@ class Pendulum(A2C):
     name = "pendulum"
     env_id = "Pendulum-v1"
     action_spaces = (Box,)
-    defaults = {**A2C.defaults, "total_steps": 1_000_000, "num_envs": 16, "num_steps": 8,
-                "gamma": 0.9, "gae_lambda": 0.9, "learning_rate": 3e-3,
-                "learning_rate_final": 0.0, "max_grad_norm": 0.0, "log_std_init": 0.5,
-                "normalize_obs": True}
+    defaults = {
+        **A2C.defaults,
+        "total_steps": 1_000_000,
+        "num_envs": 16,
+        "num_steps": 8,
+        "gamma": 0.9,
+        "gae_lambda": 0.9,
+        "learning_rate": 3e-3,
+        "learning_rate_final": 0.0,
+        "max_grad_norm": 0.0,
+        "log_std_init": 0.5,
+        "normalize_obs": True,
+    }

@@ -9,6 +9,14 @@ class ShortCorridor(Reinforce):
     name = "shortcorridor"
     env_id = "pgrad/ShortCorridor-v0"
     action_spaces = (Discrete,)
-    defaults = {**Reinforce.defaults, "baseline": "ema", "hidden": (), "gamma": 1.0,
-                "num_envs": 16, "total_steps": 60_000, "learning_rate": 1e-2,
-                "normalize_advantages": False, "vectorization": "sync"}
+    defaults = {
+        **Reinforce.defaults,
+        "baseline": "ema",
+        "hidden": (),
+        "gamma": 1.0,
+        "num_envs": 16,
+        "total_steps": 60_000,
+        "learning_rate": 1e-2,
+        "normalize_advantages": False,
+        "vectorization": "sync",
+    }

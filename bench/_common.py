@@ -41,28 +41,55 @@ HERE = Path(__file__).resolve().parent
 # rl-baselines3-zoo's hyperparameters (hyperparams/a2c.yml, ppo.yml) for the tasks benchmarked here
 ZOO: dict[tuple[str, str], dict[str, Any]] = {
     ("a2c", "CartPole-v1"): {"n_envs": 8, "n_timesteps": 500_000, "ent_coef": 0.0},
-    ("a2c", "Acrobot-v1"): {"n_envs": 16, "n_timesteps": 500_000, "normalize": True,
-                            "ent_coef": 0.0},
-    ("ppo", "CartPole-v1"): {"n_envs": 8, "n_timesteps": 100_000, "n_steps": 32,
-                             "batch_size": 256, "gae_lambda": 0.8, "gamma": 0.98, "n_epochs": 20,
-                             "ent_coef": 0.0, "learning_rate": "lin_0.001",
-                             "clip_range": "lin_0.2"},
-    ("ppo", "Acrobot-v1"): {"n_envs": 16, "n_timesteps": 1_000_000, "normalize": True,
-                            "n_steps": 256, "gae_lambda": 0.94, "gamma": 0.99, "n_epochs": 4,
-                            "ent_coef": 0.0},
+    ("a2c", "Acrobot-v1"): {
+        "n_envs": 16,
+        "n_timesteps": 500_000,
+        "normalize": True,
+        "ent_coef": 0.0,
+    },
+    ("ppo", "CartPole-v1"): {
+        "n_envs": 8,
+        "n_timesteps": 100_000,
+        "n_steps": 32,
+        "batch_size": 256,
+        "gae_lambda": 0.8,
+        "gamma": 0.98,
+        "n_epochs": 20,
+        "ent_coef": 0.0,
+        "learning_rate": "lin_0.001",
+        "clip_range": "lin_0.2",
+    },
+    ("ppo", "Acrobot-v1"): {
+        "n_envs": 16,
+        "n_timesteps": 1_000_000,
+        "normalize": True,
+        "n_steps": 256,
+        "gae_lambda": 0.94,
+        "gamma": 0.99,
+        "n_epochs": 4,
+        "ent_coef": 0.0,
+    },
 }
 
 # Tianshou's own REINFORCE test settings (test/discrete/test_reinforce.py, Tianshou 2.0)
 TIANSHOU_REINFORCE: dict[str, Any] = {
-    "lr": 1e-3, "gamma": 0.95, "epochs": 10, "epoch_num_steps": 40_000, "episodes_per_collect": 8,
-    "repeat": 2, "batch_size": 64, "hidden_sizes": [64, 64], "num_envs": 8,
+    "lr": 1e-3,
+    "gamma": 0.95,
+    "epochs": 10,
+    "epoch_num_steps": 40_000,
+    "episodes_per_collect": 8,
+    "repeat": 2,
+    "batch_size": 64,
+    "hidden_sizes": [64, 64],
+    "num_envs": 8,
     "return_standardization": True,
 }
 
 
 # -- evaluation (any library) ----------------------------------------------------------------
-def evaluate(act: Callable[[np.ndarray], np.ndarray], env_id: str, episodes: int = 10,
-             seed: int = 10_000) -> list[float]:
+def evaluate(
+    act: Callable[[np.ndarray], np.ndarray], env_id: str, episodes: int = 10, seed: int = 10_000
+) -> list[float]:
     """Returns of ``episodes`` deterministic episodes, env ``i`` reset with ``seed + i``.
 
     The same evaluator for every library: ``act`` maps a batch of raw observations to actions.
@@ -96,8 +123,9 @@ class Stop(Exception):
 class PgradLearner:
     """A pgrad agent (a preset from ``pgrad.agents`` or a generic one) with config overrides."""
 
-    def __init__(self, env_id: str, seed: int, agent: str = "a2c", budget: int = 0,
-                 **overrides: Any) -> None:
+    def __init__(
+        self, env_id: str, seed: int, agent: str = "a2c", budget: int = 0, **overrides: Any
+    ) -> None:
         from pgrad.agents import AGENTS
 
         if "hidden" in overrides:
@@ -138,8 +166,9 @@ def _zoo_schedule(value: Any) -> Any:
 class SB3Learner:
     """Stable-Baselines3 A2C or PPO with rl-zoo's hyperparameters for the task."""
 
-    def __init__(self, env_id: str, seed: int, algo: str = "a2c", budget: int = 0,
-                 **changes: Any) -> None:
+    def __init__(
+        self, env_id: str, seed: int, algo: str = "a2c", budget: int = 0, **changes: Any
+    ) -> None:
         import stable_baselines3 as sb3
         from stable_baselines3.common.env_util import make_vec_env
         from stable_baselines3.common.vec_env import VecNormalize
@@ -199,19 +228,31 @@ class TianshouReinforceLearner:
         np.random.seed(seed)
         torch.manual_seed(seed)
         self.envs.seed(seed)
-        self.net = Net(state_shape=env.observation_space.shape, action_shape=env.action_space.n,
-                       hidden_sizes=args["hidden_sizes"], softmax=True)
+        self.net = Net(
+            state_shape=env.observation_space.shape,
+            action_shape=env.action_space.n,
+            hidden_sizes=args["hidden_sizes"],
+            softmax=True,
+        )
         for module in self.net.modules():
             if isinstance(module, torch.nn.Linear):
                 torch.nn.init.orthogonal_(module.weight, gain=np.sqrt(2))
                 torch.nn.init.zeros_(module.bias)
-        policy = ProbabilisticActorPolicy(actor=self.net, dist_fn=torch.distributions.Categorical,
-                                          action_space=env.action_space, action_scaling=False)
-        self.algorithm = Reinforce(policy=policy, optim=AdamOptimizerFactory(lr=args["lr"]),
-                                   gamma=args["gamma"],
-                                   return_standardization=args["return_standardization"])
-        self.collector = Collector(self.algorithm, self.envs,
-                                   VectorReplayBuffer(20_000, args["num_envs"]))
+        policy = ProbabilisticActorPolicy(
+            actor=self.net,
+            dist_fn=torch.distributions.Categorical,
+            action_space=env.action_space,
+            action_scaling=False,
+        )
+        self.algorithm = Reinforce(
+            policy=policy,
+            optim=AdamOptimizerFactory(lr=args["lr"]),
+            gamma=args["gamma"],
+            return_standardization=args["return_standardization"],
+        )
+        self.collector = Collector(
+            self.algorithm, self.envs, VectorReplayBuffer(20_000, args["num_envs"])
+        )
 
     @property
     def steps(self) -> int:
@@ -225,12 +266,17 @@ class TianshouReinforceLearner:
 
         args = self.args
         params = OnPolicyTrainerParams(
-            training_collector=self.collector, max_epochs=-(-self.budget // args["epoch_num_steps"]),
+            training_collector=self.collector,
+            max_epochs=-(-self.budget // args["epoch_num_steps"]),
             epoch_num_steps=args["epoch_num_steps"],
             collection_step_num_episodes=args["episodes_per_collect"],
-            collection_step_num_env_steps=None, update_step_num_repetitions=args["repeat"],
-            batch_size=args["batch_size"], training_fn=training_fn, verbose=False,
-            show_progress=False)
+            collection_step_num_env_steps=None,
+            update_step_num_repetitions=args["repeat"],
+            batch_size=args["batch_size"],
+            training_fn=training_fn,
+            verbose=False,
+            show_progress=False,
+        )
         self.algorithm.run_training(params)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
@@ -259,8 +305,7 @@ class _Controller:
         if steps < self.target and not self.finished:
             return
         self.train_time += time.perf_counter() - self.resumed
-        self.send({"steps": int(steps), "train_time": self.train_time,
-                   "finished": self.finished})
+        self.send({"steps": int(steps), "train_time": self.train_time, "finished": self.finished})
         self.serve()
         self.resumed = time.perf_counter()
 
@@ -270,8 +315,13 @@ class _Controller:
             command = json.loads(line)
             if command["cmd"] == "run_until":
                 if self.finished:  # the budget is spent: nothing more to train
-                    self.send({"steps": int(self.learner.steps), "train_time": self.train_time,
-                               "finished": True})
+                    self.send(
+                        {
+                            "steps": int(self.learner.steps),
+                            "train_time": self.train_time,
+                            "finished": True,
+                        }
+                    )
                     continue
                 self.target = int(command["steps"])
                 return
@@ -321,10 +371,16 @@ class Worker:
     def __init__(self, python: str = sys.executable) -> None:
         # the worker's stderr, kept for as long as the worker runs (shown if it dies)
         self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115
-            "w+", prefix="bench-worker-", suffix=".log")
-        self.proc = subprocess.Popen([python, str(HERE / "_common.py"), "--worker"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self.log, text=True, bufsize=1)
+            "w+", prefix="bench-worker-", suffix=".log"
+        )
+        self.proc = subprocess.Popen(
+            [python, str(HERE / "_common.py"), "--worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+            bufsize=1,
+        )
         self.spec: dict[str, Any] | None = None
 
     def start(self, spec: dict[str, Any]) -> None:
@@ -412,9 +468,10 @@ def machine() -> str:
         with contextlib.suppress(md.PackageNotFoundError):
             versions.append(f"{name} {md.version(name)}")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"{time.strftime('%Y-%m-%d %H:%M')}, {cpu}, {os.cpu_count()} cores "
-            f"(load {load:.1f} at start), Python {platform.python_version()}, "
-            + ", ".join(versions))
+    return (
+        f"{time.strftime('%Y-%m-%d %H:%M')}, {cpu}, {os.cpu_count()} cores "
+        f"(load {load:.1f} at start), Python {platform.python_version()}, " + ", ".join(versions)
+    )
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--worker"]:

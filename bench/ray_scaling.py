@@ -61,8 +61,12 @@ def make_burn_env(burn_ms: float = 1.0, render_mode: str | None = None) -> gym.E
 
 def register_burn_env(burn_ms: float) -> None:
     if BURN_ENV_ID not in gym.registry:
-        gym.register(BURN_ENV_ID, entry_point=make_burn_env, max_episode_steps=500,
-                     kwargs={"burn_ms": burn_ms})
+        gym.register(
+            BURN_ENV_ID,
+            entry_point=make_burn_env,
+            max_episode_steps=500,
+            kwargs={"burn_ms": burn_ms},
+        )
 
 
 class BurnA2C(A2C):
@@ -114,7 +118,8 @@ def interleaved(agents: dict[int, Any], updates: int) -> dict[int, dict[str, flo
     import ray
 
     times: dict[int, dict[str, list[float]]] = {
-        k: {"collect": [], "update": [], "worker": [], "cores": [], "steps": []} for k in agents}
+        k: {"collect": [], "update": [], "worker": [], "cores": [], "steps": []} for k in agents
+    }
     for agent in agents.values():  # warm-up
         one_update(agent)
     for _ in range(updates):
@@ -134,16 +139,19 @@ def interleaved(agents: dict[int, Any], updates: int) -> dict[int, dict[str, flo
     results = {}
     for k, t in times.items():
         total = sum(t["collect"]) + sum(t["update"])
-        results[k] = {"sps": sum(t["steps"]) / total,
-                      "collect_ms": 1e3 * statistics.mean(t["collect"]),
-                      "worker_ms": 1e3 * statistics.mean(t["worker"]),
-                      "update_ms": 1e3 * statistics.mean(t["update"]),
-                      "cores": statistics.mean(t["cores"]) if t["cores"] else float("nan")}
+        results[k] = {
+            "sps": sum(t["steps"]) / total,
+            "collect_ms": 1e3 * statistics.mean(t["collect"]),
+            "worker_ms": 1e3 * statistics.mean(t["worker"]),
+            "update_ms": 1e3 * statistics.mean(t["update"]),
+            "cores": statistics.mean(t["cores"]) if t["cores"] else float("nan"),
+        }
     return results
 
 
-def measure(cls: type, worker_counts: tuple[int, ...], updates: int,
-            root: Path) -> dict[int, dict[str, float]]:
+def measure(
+    cls: type, worker_counts: tuple[int, ...], updates: int, root: Path
+) -> dict[int, dict[str, float]]:
     """Throughput of ``cls`` with each worker count, measured interleaved, plus start-up."""
     agents, ready = {}, {}
     try:
@@ -187,8 +195,9 @@ def learner_scaling(cls: type, root: Path, repeats: int) -> list[dict[str, float
 
     agent = cls(workers=0, quiet=True, eval_episodes=0, run_dir=root / "learner")
     torch.set_num_threads(agent.config.torch_threads)
-    one = Collector(agent.envs, agent.policy, agent.preprocess_obs, agent.device,
-                    1).collect_steps(agent.config.num_steps)
+    one = Collector(agent.envs, agent.policy, agent.preprocess_obs, agent.device, 1).collect_steps(
+        agent.config.num_steps
+    )
     ref = ray.put(one)
     rows = []
     for k in (1, 2, 4, 8, 16, 32, 64):
@@ -228,8 +237,10 @@ def main() -> int:
     updates = 4 if args.quick else 10
     cp_updates = 20 if args.quick else 60
     cpus = os.cpu_count() or 1
-    print(f"# {platform.node()}: {cpus} CPUs, load average {load():.2f} at start, Python "
-          f"{platform.python_version()}, torch {torch.__version__}, ray {ray.__version__}")
+    print(
+        f"# {platform.node()}: {cpus} CPUs, load average {load():.2f} at start, Python "
+        f"{platform.python_version()}, torch {torch.__version__}, ray {ray.__version__}"
+    )
     print(f"# command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     # as pgrad starts its local instance, with a CPU more than the cores so that the 1-worker
     # and 2-worker agents' actors exist side by side and can take turns (one runs at a time)
@@ -241,51 +252,79 @@ def main() -> int:
         scaling = learner_scaling(CartPoleA2C, root, repeats=3 if args.quick else 7)
         burn_scaling = learner_scaling(BurnA2C, root, repeats=2 if args.quick else 3)
     ray.shutdown()
-    print(f"# load average {load():.2f} at the end; the configurations took turns update by "
-          "update, so background load hits each alike")
+    print(
+        f"# load average {load():.2f} at the end; the configurations took turns update by "
+        "update, so background load hits each alike"
+    )
 
-    print(f"\n## {args.burn_ms:g} ms/step env ({BURN_ENV_ID}, A2C, 8 envs per worker, "
-          "64 steps per rollout)")
-    print("| workers | envs | env steps/s | vs workers=1 | collect ms | in worker ms | "
-          "cores the workers got | update ms |")
+    print(
+        f"\n## {args.burn_ms:g} ms/step env ({BURN_ENV_ID}, A2C, 8 envs per worker, "
+        "64 steps per rollout)"
+    )
+    print(
+        "| workers | envs | env steps/s | vs workers=1 | collect ms | in worker ms | "
+        "cores the workers got | update ms |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for k, r in burn.items():
         envs = 8 * max(k, 1)
-        print(f"| {k} | {envs} | {r['sps']:,.0f} | {r['sps'] / burn[1]['sps']:.2f}x | "
-              f"{r['collect_ms']:.0f} | {r['worker_ms']:.0f} | {r['cores']:.2f} | "
-              f"{r['update_ms']:.1f} |")
-    print(f"\n2 workers / 1 worker: {burn[2]['sps'] / burn[1]['sps']:.2f}x   "
-          f"2 workers / in-process: {burn[2]['sps'] / burn[0]['sps']:.2f}x")
+        print(
+            f"| {k} | {envs} | {r['sps']:,.0f} | {r['sps'] / burn[1]['sps']:.2f}x | "
+            f"{r['collect_ms']:.0f} | {r['worker_ms']:.0f} | {r['cores']:.2f} | "
+            f"{r['update_ms']:.1f} |"
+        )
+    print(
+        f"\n2 workers / 1 worker: {burn[2]['sps'] / burn[1]['sps']:.2f}x   "
+        f"2 workers / in-process: {burn[2]['sps'] / burn[0]['sps']:.2f}x"
+    )
 
     print("\n## start-up")
-    print(f"ray.init (local, {cpus} CPUs): {init_s:.1f} s; workers ready: 1 worker "
-          f"{burn[1]['ready_s']:.1f} s, 2 workers {burn[2]['ready_s']:.1f} s "
-          f"(in-process agent: {burn[0]['ready_s']:.2f} s)")
-    print(f"ray.put of the weights: {burn[2]['put_ms']:.2f} ms; no-op round trip to 2 workers: "
-          f"{burn[2]['roundtrip_ms']:.2f} ms")
+    print(
+        f"ray.init (local, {cpus} CPUs): {init_s:.1f} s; workers ready: 1 worker "
+        f"{burn[1]['ready_s']:.1f} s, 2 workers {burn[2]['ready_s']:.1f} s "
+        f"(in-process agent: {burn[0]['ready_s']:.2f} s)"
+    )
+    print(
+        f"ray.put of the weights: {burn[2]['put_ms']:.2f} ms; no-op round trip to 2 workers: "
+        f"{burn[2]['roundtrip_ms']:.2f} ms"
+    )
 
     print("\n## CartPole-v1 (numpy-vectorised, A2C, 8 envs per worker, 128 steps per rollout)")
-    print("| workers | envs | env steps/s | vs in-process | collect ms | in worker ms | "
-          "cores the workers got | update ms |")
+    print(
+        "| workers | envs | env steps/s | vs in-process | collect ms | in worker ms | "
+        "cores the workers got | update ms |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for k, r in cart.items():
-        print(f"| {k} | {8 * max(k, 1)} | {r['sps']:,.0f} | {r['sps'] / cart[0]['sps']:.2f}x | "
-              f"{r['collect_ms']:.1f} | {r['worker_ms']:.1f} | {r['cores']:.2f} | "
-              f"{r['update_ms']:.1f} |")
+        print(
+            f"| {k} | {8 * max(k, 1)} | {r['sps']:,.0f} | {r['sps'] / cart[0]['sps']:.2f}x | "
+            f"{r['collect_ms']:.1f} | {r['worker_ms']:.1f} | {r['cores']:.2f} | "
+            f"{r['update_ms']:.1f} |"
+        )
 
     for title, rows, worker_ms in (
-            ("CartPole-v1, 128 x 8 steps per worker", scaling, cart[1]["worker_ms"]),
-            (f"{args.burn_ms:g} ms/step env, 64 x 8 steps per worker", burn_scaling,
-             burn[1]["worker_ms"])):
-        print(f"\n## learner per update vs workers K ({title}; one worker collects its share in "
-              f"{worker_ms:.1f} ms)")
-        print("| K | get K rollouts ms | merge ms | update ms | put weights ms | learner ms | "
-              "learner / worker collect |")
+        ("CartPole-v1, 128 x 8 steps per worker", scaling, cart[1]["worker_ms"]),
+        (
+            f"{args.burn_ms:g} ms/step env, 64 x 8 steps per worker",
+            burn_scaling,
+            burn[1]["worker_ms"],
+        ),
+    ):
+        print(
+            f"\n## learner per update vs workers K ({title}; one worker collects its share in "
+            f"{worker_ms:.1f} ms)"
+        )
+        print(
+            "| K | get K rollouts ms | merge ms | update ms | put weights ms | learner ms | "
+            "learner / worker collect |"
+        )
         print("|---|---|---|---|---|---|---|")
         for r in rows:
-            print(f"| {r['K']} | {r['get_ms']:.2f} | {r['merge_ms']:.2f} | {r['update_ms']:.1f} | "
-                  f"{r['put_ms']:.2f} | {r['learner_ms']:.1f} | "
-                  f"{r['learner_ms'] / worker_ms:.2f} |")
+            print(
+                f"| {r['K']} | {r['get_ms']:.2f} | {r['merge_ms']:.2f} | {r['update_ms']:.1f} | "
+                f"{r['put_ms']:.2f} | {r['learner_ms']:.1f} | "
+                f"{r['learner_ms'] / worker_ms:.2f} |"
+            )
     return 0
 
 

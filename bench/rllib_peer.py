@@ -55,38 +55,63 @@ def busy_cpu_s() -> float:
         return 0.0
     idle = ticks[3] + ticks[4]  # idle + iowait
     return (sum(ticks) - idle) / os.sysconf("SC_CLK_TCK")
-SYSTEMS = ("pgrad-same", "pgrad-fast", "rllib-tuned-1", "rllib-tuned-2", "rllib-same-1",
-           "rllib-same-2")
 
 
-def rllib_child(kind: str, runners: int, iterations: int, launched: float,
-                launched_cpu: float) -> dict[str, float]:
+SYSTEMS = (
+    "pgrad-same",
+    "pgrad-fast",
+    "rllib-tuned-1",
+    "rllib-tuned-2",
+    "rllib-same-1",
+    "rllib-same-2",
+)
+
+
+def rllib_child(
+    kind: str, runners: int, iterations: int, launched: float, launched_cpu: float
+) -> dict[str, float]:
     """Runs inside the RLlib venv; timings as a dict (times relative to ``launched``)."""
     import ray
 
     ray_start = time.time()
-    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
-             log_to_driver=False, logging_level=logging.ERROR,
-             _system_config={"worker_niceness": 0})
+    ray.init(
+        address="local",
+        num_cpus=os.cpu_count(),
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level=logging.ERROR,
+        _system_config={"worker_niceness": 0},
+    )
     from ray.rllib.algorithms.ppo import PPOConfig
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
     from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME
 
     config = PPOConfig().environment("CartPole-v1").learners(num_learners=0)
     if kind == "tuned":
-        config = (config.env_runners(num_env_runners=runners)
-                  .rl_module(model_config=DefaultModelConfig(
-                      fcnet_hiddens=[32], fcnet_activation="linear", vf_share_layers=True))
-                  .training(gamma=0.99, lr=0.0003, num_epochs=6, vf_loss_coeff=0.01,
-                            use_kl_loss=True))
+        config = (
+            config.env_runners(num_env_runners=runners)
+            .rl_module(
+                model_config=DefaultModelConfig(
+                    fcnet_hiddens=[32], fcnet_activation="linear", vf_share_layers=True
+                )
+            )
+            .training(gamma=0.99, lr=0.0003, num_epochs=6, vf_loss_coeff=0.01, use_kl_loss=True)
+        )
     else:
         batch = runners * NUM_ENVS * NUM_STEPS
-        config = (config.env_runners(num_env_runners=runners, num_envs_per_env_runner=NUM_ENVS,
-                                     rollout_fragment_length=NUM_STEPS)
-                  .training(train_batch_size_per_learner=batch, minibatch_size=batch,
-                            num_epochs=1, lr=1e-3)
-                  .rl_module(model_config=DefaultModelConfig(fcnet_hiddens=[64, 64],
-                                                             fcnet_activation="tanh")))
+        config = (
+            config.env_runners(
+                num_env_runners=runners,
+                num_envs_per_env_runner=NUM_ENVS,
+                rollout_fragment_length=NUM_STEPS,
+            )
+            .training(
+                train_batch_size_per_learner=batch, minibatch_size=batch, num_epochs=1, lr=1e-3
+            )
+            .rl_module(
+                model_config=DefaultModelConfig(fcnet_hiddens=[64, 64], fcnet_activation="tanh")
+            )
+        )
     algo = config.build_algo()
     ready, ready_cpu = time.time(), busy_cpu_s()
 
@@ -101,13 +126,19 @@ def rllib_child(kind: str, runners: int, iterations: int, launched: float,
     steps = sampled(result) - before
     algo.stop()
     ray.shutdown()
-    return {"imports_s": ray_start - launched,
-            "ray_to_ready_s": ready - ray_start, "startup_s": ready - launched,
-            "startup_cpu_s": ready_cpu - launched_cpu, "sps": steps / elapsed, "steps_per_iteration": steps / iterations}
+    return {
+        "imports_s": ray_start - launched,
+        "ray_to_ready_s": ready - ray_start,
+        "startup_s": ready - launched,
+        "startup_cpu_s": ready_cpu - launched_cpu,
+        "sps": steps / elapsed,
+        "steps_per_iteration": steps / iterations,
+    }
 
 
-def pgrad_child(kind: str, iterations: int, launched: float,
-                launched_cpu: float) -> dict[str, float]:
+def pgrad_child(
+    kind: str, iterations: int, launched: float, launched_cpu: float
+) -> dict[str, float]:
     """pgrad with 2 Ray workers; timings as a dict (times relative to ``launched``)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from ray_scaling import one_update
@@ -117,8 +148,7 @@ def pgrad_child(kind: str, iterations: int, launched: float,
 
     imported = time.time()
     if kind == "same":
-        cls, settings = A2C, {"env_id": "CartPole-v1", "num_envs": NUM_ENVS,
-                              "num_steps": NUM_STEPS}
+        cls, settings = A2C, {"env_id": "CartPole-v1", "num_envs": NUM_ENVS, "num_steps": NUM_STEPS}
     else:
         cls, settings = CartPoleFast, {"num_envs": CartPoleFast.defaults["num_envs"] // 2}
     with tempfile.TemporaryDirectory() as tmp:
@@ -131,10 +161,14 @@ def pgrad_child(kind: str, iterations: int, launched: float,
             steps += one_update(agent)[2]
         elapsed = time.perf_counter() - start
         agent.collector.close()
-    return {"imports_s": imported - launched, "ray_to_ready_s": ready - imported,
-            "startup_s": ready - launched, "startup_cpu_s": ready_cpu - launched_cpu,
-            "sps": steps / elapsed,
-            "steps_per_iteration": steps / iterations}
+    return {
+        "imports_s": imported - launched,
+        "ray_to_ready_s": ready - imported,
+        "startup_s": ready - launched,
+        "startup_cpu_s": ready_cpu - launched_cpu,
+        "sps": steps / elapsed,
+        "steps_per_iteration": steps / iterations,
+    }
 
 
 def run_child(system: str, rllib_python: str, iterations: int) -> dict[str, float]:
@@ -144,10 +178,23 @@ def run_child(system: str, rllib_python: str, iterations: int) -> dict[str, floa
         _, kind, runners = system.split("-")
         python, args = rllib_python, ["--rllib-child", kind, "--runners", runners]
     launched, launched_cpu = time.time(), busy_cpu_s()
-    out = subprocess.run([python, __file__, *args, "--iterations", str(iterations),
-                          "--launched", repr(launched), "--launched-cpu", repr(launched_cpu)],
-                         capture_output=True, text=True,
-                         env={**os.environ, "PYTHONWARNINGS": "ignore"}, check=False)
+    out = subprocess.run(
+        [
+            python,
+            __file__,
+            *args,
+            "--iterations",
+            str(iterations),
+            "--launched",
+            repr(launched),
+            "--launched-cpu",
+            repr(launched_cpu),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        check=False,
+    )
     if out.returncode != 0:
         raise RuntimeError(f"{system} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -157,8 +204,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rllib-python", help="python of a venv with ray[rllib] installed")
     parser.add_argument("--quick", action="store_true", help="fewer iterations, one repeat")
-    parser.add_argument("--repeats", type=int, default=None,
-                        help="runs of every configuration (default 3, 1 with --quick)")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="runs of every configuration (default 3, 1 with --quick)",
+    )
     parser.add_argument("--rllib-child", help=argparse.SUPPRESS)
     parser.add_argument("--pgrad-child", help=argparse.SUPPRESS)
     parser.add_argument("--runners", type=int, default=1, help=argparse.SUPPRESS)
@@ -167,57 +218,88 @@ def main() -> int:
     parser.add_argument("--launched-cpu", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rllib_child:
-        print(json.dumps(rllib_child(args.rllib_child, args.runners, args.iterations,
-                                     args.launched, args.launched_cpu)))
+        print(
+            json.dumps(
+                rllib_child(
+                    args.rllib_child,
+                    args.runners,
+                    args.iterations,
+                    args.launched,
+                    args.launched_cpu,
+                )
+            )
+        )
         return 0
     if args.pgrad_child:
-        print(json.dumps(pgrad_child(args.pgrad_child, args.iterations, args.launched,
-                                     args.launched_cpu)))
+        print(
+            json.dumps(
+                pgrad_child(args.pgrad_child, args.iterations, args.launched, args.launched_cpu)
+            )
+        )
         return 0
     if not args.rllib_python:
         parser.error("--rllib-python is required (see the module docstring)")
     repeats = args.repeats or (1 if args.quick else 3)
-    iterations = {"pgrad-same": 30, "pgrad-fast": 30, "rllib-tuned-1": 5, "rllib-tuned-2": 5,
-                  "rllib-same-1": 20, "rllib-same-2": 20}
+    iterations = {
+        "pgrad-same": 30,
+        "pgrad-fast": 30,
+        "rllib-tuned-1": 5,
+        "rllib-tuned-2": 5,
+        "rllib-same-1": 20,
+        "rllib-same-2": 20,
+    }
     if args.quick:
         iterations = {k: max(v // 3, 2) for k, v in iterations.items()}
     runs: dict[str, list[dict[str, float]]] = {s: [] for s in SYSTEMS}
     for r in range(repeats):
-        order = SYSTEMS[r % len(SYSTEMS):] + SYSTEMS[:r % len(SYSTEMS)]
+        order = SYSTEMS[r % len(SYSTEMS) :] + SYSTEMS[: r % len(SYSTEMS)]
         for system in order:
             runs[system].append(run_child(system, args.rllib_python, iterations[system]))
-            print(f"# {system} run {r + 1}: " + ", ".join(
-                f"{k} {v:,.2f}" for k, v in runs[system][-1].items()), file=sys.stderr)
+            print(
+                f"# {system} run {r + 1}: "
+                + ", ".join(f"{k} {v:,.2f}" for k, v in runs[system][-1].items()),
+                file=sys.stderr,
+            )
 
     def med(system: str, key: str) -> float:
         return statistics.median(run[key] for run in runs[system])
 
     best_rllib = max(("rllib-tuned-2", "rllib-same-2"), key=lambda s: med(s, "sps"))
-    print(f"# CartPole-v1, {os.cpu_count()} CPUs, medians of {repeats} run(s) per "
-          f"configuration; load average {os.getloadavg()[0]:.2f} at the end")
-    print("| system | workers / runners | steps per update | env steps/s | pgrad-fast / this | "
-          "pgrad-same / this | start-up s | imports s | Ray start to ready s | "
-          "CPU s to ready (all processes) |")
+    print(
+        f"# CartPole-v1, {os.cpu_count()} CPUs, medians of {repeats} run(s) per "
+        f"configuration; load average {os.getloadavg()[0]:.2f} at the end"
+    )
+    print(
+        "| system | workers / runners | steps per update | env steps/s | pgrad-fast / this | "
+        "pgrad-same / this | start-up s | imports s | Ray start to ready s | "
+        "CPU s to ready (all processes) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for system in SYSTEMS:
         workers = 2 if system.startswith("pgrad") else int(system[-1])
-        print(f"| {system} | {workers} | {med(system, 'steps_per_iteration'):,.0f} | "
-              f"{med(system, 'sps'):,.0f} | "
-              f"{med('pgrad-fast', 'sps') / med(system, 'sps'):.2f}x | "
-              f"{med('pgrad-same', 'sps') / med(system, 'sps'):.2f}x | "
-              f"{med(system, 'startup_s'):.1f} | {med(system, 'imports_s'):.1f} | "
-              f"{med(system, 'ray_to_ready_s'):.1f} | {med(system, 'startup_cpu_s'):.1f} |")
+        print(
+            f"| {system} | {workers} | {med(system, 'steps_per_iteration'):,.0f} | "
+            f"{med(system, 'sps'):,.0f} | "
+            f"{med('pgrad-fast', 'sps') / med(system, 'sps'):.2f}x | "
+            f"{med('pgrad-same', 'sps') / med(system, 'sps'):.2f}x | "
+            f"{med(system, 'startup_s'):.1f} | {med(system, 'imports_s'):.1f} | "
+            f"{med(system, 'ray_to_ready_s'):.1f} | {med(system, 'startup_cpu_s'):.1f} |"
+        )
     ours = min(med("pgrad-same", "startup_s"), med("pgrad-fast", "startup_s"))
-    print(f"\nthroughput at 2 workers: pgrad-fast / rllib-tuned-2 = "
-          f"{med('pgrad-fast', 'sps') / med('rllib-tuned-2', 'sps'):.1f}x (target >= 10x); "
-          f"pgrad-same / {best_rllib} (the faster RLlib row) = "
-          f"{med('pgrad-same', 'sps') / med(best_rllib, 'sps'):.1f}x")
-    print(f"start-up at 2 workers: pgrad / rllib-tuned-2 = "
-          f"{ours / med('rllib-tuned-2', 'startup_s'):.2f} (target < 0.5); Ray start to ready: "
-          f"{med('pgrad-same', 'ray_to_ready_s') / med('rllib-tuned-2', 'ray_to_ready_s'):.2f}; "
-          f"CPU seconds to ready, pgrad-same: {med('pgrad-same', 'startup_cpu_s'):.1f} on "
-          f"{os.cpu_count()} cores, so at least "
-          f"{med('pgrad-same', 'startup_cpu_s') / (os.cpu_count() or 1):.1f} s")
+    print(
+        f"\nthroughput at 2 workers: pgrad-fast / rllib-tuned-2 = "
+        f"{med('pgrad-fast', 'sps') / med('rllib-tuned-2', 'sps'):.1f}x (target >= 10x); "
+        f"pgrad-same / {best_rllib} (the faster RLlib row) = "
+        f"{med('pgrad-same', 'sps') / med(best_rllib, 'sps'):.1f}x"
+    )
+    print(
+        f"start-up at 2 workers: pgrad / rllib-tuned-2 = "
+        f"{ours / med('rllib-tuned-2', 'startup_s'):.2f} (target < 0.5); Ray start to ready: "
+        f"{med('pgrad-same', 'ray_to_ready_s') / med('rllib-tuned-2', 'ray_to_ready_s'):.2f}; "
+        f"CPU seconds to ready, pgrad-same: {med('pgrad-same', 'startup_cpu_s'):.1f} on "
+        f"{os.cpu_count()} cores, so at least "
+        f"{med('pgrad-same', 'startup_cpu_s') / (os.cpu_count() or 1):.1f} s"
+    )
     return 0
 
 

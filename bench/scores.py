@@ -41,13 +41,21 @@ class Task:
 TASKS = [
     Task("Pendulum-v1", "pendulum", 1_000_000, "A2C -163.0 +- 103.2 (1M)"),
     Task("Acrobot-v1", "acrobot", 500_000, "A2C -83.4 +- 17.2 (500k)"),
-    Task("LunarLander-v3", "lunarlander", 200_000,
-         "A2C 155.8 +- 80.4 (200k, v2); PPO 242.1 +- 31.8 (1M, v2)"),
+    Task(
+        "LunarLander-v3",
+        "lunarlander",
+        200_000,
+        "A2C 155.8 +- 80.4 (200k, v2); PPO 242.1 +- 31.8 (1M, v2)",
+    ),
     Task("CartPole-v1", "cartpole", 500_000, "A2C 500.0 +- 0.0 (500k)"),
     Task("CartPole-v1", "cartpole-fast", 500_000, "A2C 500.0 +- 0.0 (500k)"),
 ]
-ZOO_MEAN = {"Pendulum-v1": -163.0, "Acrobot-v1": -83.0, "LunarLander-v3": 156.0,
-            "CartPole-v1": 500.0}
+ZOO_MEAN = {
+    "Pendulum-v1": -163.0,
+    "Acrobot-v1": -83.0,
+    "LunarLander-v3": 156.0,
+    "CartPole-v1": 500.0,
+}
 
 
 def run(job: tuple[Task, int, str]) -> tuple[str, int, float, float]:
@@ -70,10 +78,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="2 seeds")
     parser.add_argument("--seeds", type=int, default=None, help="seeds per task (default 5)")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time")
-    parser.add_argument("--tasks", nargs="+", default=sorted({t.env_id for t in TASKS}),
-                        choices=sorted({t.env_id for t in TASKS}))
-    parser.add_argument("--out", type=Path, default=HERE / "results",
-                        help="where the runs and the PNGs go")
+    parser.add_argument(
+        "--tasks",
+        nargs="+",
+        default=sorted({t.env_id for t in TASKS}),
+        choices=sorted({t.env_id for t in TASKS}),
+    )
+    parser.add_argument(
+        "--out", type=Path, default=HERE / "results", help="where the runs and the PNGs go"
+    )
     args = parser.parse_args(argv)
     seeds = list(range(1, 1 + (args.seeds or (2 if args.quick else 5))))
     tasks = [task for task in TASKS if task.env_id in args.tasks]
@@ -82,8 +95,11 @@ def main(argv: list[str] | None = None) -> None:
     runs_root = args.out / "runs"
     if runs_root.exists():
         shutil.rmtree(runs_root)
-    jobs = [(task, seed, str(runs_root / f"{task.env_id}__{task.agent}__{seed}"))
-            for task in tasks for seed in seeds]  # longest tasks first: they finish together
+    jobs = [
+        (task, seed, str(runs_root / f"{task.env_id}__{task.agent}__{seed}"))
+        for task in tasks
+        for seed in seeds
+    ]  # longest tasks first: they finish together
     results: dict[str, dict[int, float]] = {task.agent: {} for task in tasks}
     context = multiprocessing.get_context("spawn")
     with context.Pool(args.jobs, maxtasksperchild=1) as pool:
@@ -98,20 +114,56 @@ def main(argv: list[str] | None = None) -> None:
         returns = np.array([results[task.agent][seed] for seed in seeds])
         steps = min(AGENTS[task.agent].default_config().total_steps, task.budget)
         png = args.out / f"scores_{task.agent}.png"
-        subprocess.run([sys.executable, "-m", "pgrad.cli", "plot", "-o", str(png),
-                        *(str(runs_root / f"{task.env_id}__{task.agent}__{s}") for s in seeds)],
-                       check=True, capture_output=True)
-        verdict = "beats" if returns.mean() >= ZOO_MEAN[task.env_id] else (
-            f"misses by {ZOO_MEAN[task.env_id] - returns.mean():.0f}")
-        rows.append([task.env_id, f"`{task.agent}`", f"{steps:,} ({task.budget:,})",
-                     f"{returns.mean():.1f} +- {returns.std():.1f}",
-                     " ".join(f"{r:.0f}" for r in returns), task.zoo, verdict,
-                     f"[curves]({png.relative_to(HERE)})"])
-    print(f"\n## Final deterministic evaluation, 10 episodes per seed, {len(seeds)} seeds "
-          "(mean +- std over seeds)\n")
-    print(table(["task", "preset", "env steps (rl-zoo budget)", "pgrad", "per seed",
-                 "rl-zoo published",
-                 "vs rl-zoo A2C", "curves"], rows), flush=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pgrad.cli",
+                "plot",
+                "-o",
+                str(png),
+                *(str(runs_root / f"{task.env_id}__{task.agent}__{s}") for s in seeds),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        verdict = (
+            "beats"
+            if returns.mean() >= ZOO_MEAN[task.env_id]
+            else (f"misses by {ZOO_MEAN[task.env_id] - returns.mean():.0f}")
+        )
+        rows.append(
+            [
+                task.env_id,
+                f"`{task.agent}`",
+                f"{steps:,} ({task.budget:,})",
+                f"{returns.mean():.1f} +- {returns.std():.1f}",
+                " ".join(f"{r:.0f}" for r in returns),
+                task.zoo,
+                verdict,
+                f"[curves]({png.relative_to(HERE)})",
+            ]
+        )
+    print(
+        f"\n## Final deterministic evaluation, 10 episodes per seed, {len(seeds)} seeds "
+        "(mean +- std over seeds)\n"
+    )
+    print(
+        table(
+            [
+                "task",
+                "preset",
+                "env steps (rl-zoo budget)",
+                "pgrad",
+                "per seed",
+                "rl-zoo published",
+                "vs rl-zoo A2C",
+                "curves",
+            ],
+            rows,
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

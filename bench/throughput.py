@@ -58,26 +58,55 @@ def learners(quick: bool) -> list[Learner]:
 
     preset = CartPoleFast.default_config()
     rows = [
-        Learner("pgrad `cartpole` preset (8 envs, REINFORCE on whole episodes)",
-                dict(library="pgrad", agent="cartpole"), "8 environments"),
-        Learner("pgrad `cartpole-fast` preset, 8 envs", dict(
-            library="pgrad", agent="cartpole-fast", num_envs=8), "8 environments",
-            limit=(8, preset.num_steps, preset.hidden)),
-        Learner("pgrad A2C, SB3's settings (8 envs x 5 steps)", dict(
-            library="pgrad", agent="a2c", num_envs=8, num_steps=5, hidden=[64, 64],
-            gae_lambda=1.0, learning_rate=7e-4, normalize_advantages=False), "8 environments"),
-        Learner("SB3 A2C, rl-zoo (8 envs x 5 steps)", dict(library="sb3", algo="a2c"),
-                "8 environments"),
-        Learner("Tianshou REINFORCE, its test settings (8 envs)",
-                dict(library="tianshou"), "8 environments"),
-        Learner(f"pgrad `cartpole-fast` preset ({preset.num_envs} envs)",
-                dict(library="pgrad", agent="cartpole-fast"), "best settings",
-                limit=(preset.num_envs, preset.num_steps, preset.hidden)),
+        Learner(
+            "pgrad `cartpole` preset (8 envs, REINFORCE on whole episodes)",
+            dict(library="pgrad", agent="cartpole"),
+            "8 environments",
+        ),
+        Learner(
+            "pgrad `cartpole-fast` preset, 8 envs",
+            dict(library="pgrad", agent="cartpole-fast", num_envs=8),
+            "8 environments",
+            limit=(8, preset.num_steps, preset.hidden),
+        ),
+        Learner(
+            "pgrad A2C, SB3's settings (8 envs x 5 steps)",
+            dict(
+                library="pgrad",
+                agent="a2c",
+                num_envs=8,
+                num_steps=5,
+                hidden=[64, 64],
+                gae_lambda=1.0,
+                learning_rate=7e-4,
+                normalize_advantages=False,
+            ),
+            "8 environments",
+        ),
+        Learner(
+            "SB3 A2C, rl-zoo (8 envs x 5 steps)", dict(library="sb3", algo="a2c"), "8 environments"
+        ),
+        Learner(
+            "Tianshou REINFORCE, its test settings (8 envs)",
+            dict(library="tianshou"),
+            "8 environments",
+        ),
+        Learner(
+            f"pgrad `cartpole-fast` preset ({preset.num_envs} envs)",
+            dict(library="pgrad", agent="cartpole-fast"),
+            "best settings",
+            limit=(preset.num_envs, preset.num_steps, preset.hidden),
+        ),
     ]
     if not quick:
-        rows.append(Learner("pgrad `cartpole-fast` preset, 1,024 envs",
-                            dict(library="pgrad", agent="cartpole-fast", num_envs=1024),
-                            "best settings", limit=(1024, preset.num_steps, preset.hidden)))
+        rows.append(
+            Learner(
+                "pgrad `cartpole-fast` preset, 1,024 envs",
+                dict(library="pgrad", agent="cartpole-fast", num_envs=1024),
+                "best settings",
+                limit=(1024, preset.num_steps, preset.hidden),
+            )
+        )
     return rows
 
 
@@ -126,8 +155,11 @@ class Limit:
             dist = self.policy(self.batch_obs[:-1])
             log_prob = dist.log_prob(self.batch_actions)
             values = self.critic(self.batch_obs)
-            loss = (-(log_prob * self.advantages).mean() - 0.01 * dist.entropy().mean()
-                    + (values[:-1] - self.advantages).square().mean())
+            loss = (
+                -(log_prob * self.advantages).mean()
+                - 0.01 * dist.entropy().mean()
+                + (values[:-1] - self.advantages).square().mean()
+            )
             loss.backward()
         return (time.perf_counter() - start) / reps
 
@@ -188,8 +220,13 @@ def profile(agent_name: str, steps: int, **overrides: Any) -> str:
     from pgrad.agents import AGENTS
     from pgrad.logger import Logger
 
-    agent = AGENTS[agent_name](env_id=ENV_ID, seed=1, quiet=True,
-                               run_dir=tempfile.mkdtemp(prefix="pgrad-profile-"), **overrides)
+    agent = AGENTS[agent_name](
+        env_id=ENV_ID,
+        seed=1,
+        quiet=True,
+        run_dir=tempfile.mkdtemp(prefix="pgrad-profile-"),
+        **overrides,
+    )
     agent.train(steps // 5)  # warm-up
     start_step = agent.global_step
     timer = _Timer()
@@ -222,25 +259,33 @@ def profile(agent_name: str, steps: int, **overrides: Any) -> str:
         ("backward", t["backward"]),
         ("gradient clipping", t["clip"]),
         ("Adam step", t["adam"]),
-        ("rest of `Agent.update` (schedules, metrics)",
-         t["update"] - t["loss"] - t["backward"] - t["clip"] - t["adam"]),
+        (
+            "rest of `Agent.update` (schedules, metrics)",
+            t["update"] - t["loss"] - t["backward"] - t["clip"] - t["adam"],
+        ),
         ("TensorBoard logging and progress", t["logging"]),
         ("checkpoints", t["checkpoint"]),
-        ("rest of the training loop", total - t["collect"] - t["update"] - t["logging"]
-         - t["checkpoint"]),
+        (
+            "rest of the training loop",
+            total - t["collect"] - t["update"] - t["logging"] - t["checkpoint"],
+        ),
     ]
     updates = max(timer.calls["update"], 1)
     steps_done = agent.global_step - start_step
-    rows = [[name, f"{seconds / updates * 1e3:.2f}", f"{seconds / total:.0%}"]
-            for name, seconds in parts]
-    rows.append(["**total**", f"{total / updates * 1e3:.2f}",
-                 f"{steps_done / total:,.0f} env steps/s"])
+    rows = [
+        [name, f"{seconds / updates * 1e3:.2f}", f"{seconds / total:.0%}"]
+        for name, seconds in parts
+    ]
+    rows.append(
+        ["**total**", f"{total / updates * 1e3:.2f}", f"{steps_done / total:,.0f} env steps/s"]
+    )
     config = agent.config
-    rollout = (f"{config.num_steps} steps" if config.rollout == "steps"
-               else "whole episodes")
-    return (f"`{agent_name}` ({config.num_envs} envs x {rollout}, hidden {config.hidden}), "
-            f"{updates} updates timed in one process:\n\n"
-            + table(["part", "ms per update", "share"], rows))
+    rollout = f"{config.num_steps} steps" if config.rollout == "steps" else "whole episodes"
+    return (
+        f"`{agent_name}` ({config.num_envs} envs x {rollout}, hidden {config.hidden}), "
+        f"{updates} updates timed in one process:\n\n"
+        + table(["part", "ms per update", "share"], rows)
+    )
 
 
 # -- the run ------------------------------------------------------------------------------------
@@ -248,10 +293,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 rounds of 1 s: a first look")
     parser.add_argument("--rounds", type=int, default=None, help="measured rounds (default 7)")
-    parser.add_argument("--seconds", type=float, default=None,
-                        help="training seconds per learner per round (default 4)")
-    parser.add_argument("--peer-python", default=sys.executable,
-                        help="interpreter with stable-baselines3 and tianshou installed")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="training seconds per learner per round (default 4)",
+    )
+    parser.add_argument(
+        "--peer-python",
+        default=sys.executable,
+        help="interpreter with stable-baselines3 and tianshou installed",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads in every learner")
     args = parser.parse_args(argv)
     rounds = args.rounds or (3 if args.quick else 7)
@@ -267,28 +319,34 @@ def main(argv: list[str] | None = None) -> None:
         for row in rows:
             python = sys.executable if row.spec["library"] == "pgrad" else args.peer_python
             row.worker = Worker(python)
-            row.worker.start({**row.spec, "env_id": ENV_ID, "seed": 1, "budget": BUDGET,
-                              "threads": args.threads})
+            row.worker.start(
+                {**row.spec, "env_id": ENV_ID, "seed": 1, "budget": BUDGET, "threads": args.threads}
+            )
             # warm-up (startup, first allocations), then size a chunk to take about `seconds`
             first = row.worker.run_until(1)
             row.last = row.worker.run_until(first["steps"] + 20_000)
-            rate = ((row.last["steps"] - first["steps"])
-                    / max(row.last["train_time"] - first["train_time"], 1e-6))
+            rate = (row.last["steps"] - first["steps"]) / max(
+                row.last["train_time"] - first["train_time"], 1e-6
+            )
             row.chunk = max(1, int(rate * seconds))
         for limit in limits.values():
             limit.measure(seconds / 4)
         for r in range(rounds):
-            order = rows[r % len(rows):] + rows[:r % len(rows)]
+            order = rows[r % len(rows) :] + rows[: r % len(rows)]
             for row in order:
                 assert row.worker is not None
                 before = row.last
                 row.last = row.worker.run_until(before["steps"] + row.chunk)
-                row.rates.append((row.last["steps"] - before["steps"])
-                                 / (row.last["train_time"] - before["train_time"]))
+                row.rates.append(
+                    (row.last["steps"] - before["steps"])
+                    / (row.last["train_time"] - before["train_time"])
+                )
             for limit in limits.values():
                 limit.measure(seconds)
-            print(f"round {r + 1}/{rounds}: " + ", ".join(
-                f"{row.rates[-1]:,.0f}" for row in rows), flush=True)
+            print(
+                f"round {r + 1}/{rounds}: " + ", ".join(f"{row.rates[-1]:,.0f}" for row in rows),
+                flush=True,
+            )
     finally:
         for row in rows:
             if row.worker is not None:
@@ -306,12 +364,30 @@ def report(rows: list[Learner], limits: dict, rounds: int, seconds: float) -> No
     out = []
     for row in rows:
         ratios = [a / b for a, b in zip(row.rates, sb3.rates)]
-        out.append([row.group, row.label, f"{median(row.rates):,.0f}",
-                    f"{median(ratios):.2f}x", f"{min(ratios):.2f}-{max(ratios):.2f}"])
-    print(f"\n## Env steps per second of training ({rounds} rounds of ~{seconds:g} s each, "
-          "medians)\n")
-    print(table(["setting", "learner", "env steps/s", "vs SB3 A2C (median of per-round "
-                 "ratios)", "per-round range"], out))
+        out.append(
+            [
+                row.group,
+                row.label,
+                f"{median(row.rates):,.0f}",
+                f"{median(ratios):.2f}x",
+                f"{min(ratios):.2f}-{max(ratios):.2f}",
+            ]
+        )
+    print(
+        f"\n## Env steps per second of training ({rounds} rounds of ~{seconds:g} s each, medians)\n"
+    )
+    print(
+        table(
+            [
+                "setting",
+                "learner",
+                "env steps/s",
+                "vs SB3 A2C (median of per-round ratios)",
+                "per-round range",
+            ],
+            out,
+        )
+    )
     lim_rows = []
     for row in rows:
         if not row.limit:
@@ -319,15 +395,36 @@ def report(rows: list[Learner], limits: dict, rounds: int, seconds: float) -> No
         limit = limits[row.limit]
         N, T, hidden = row.limit
         ceiling = limit.steps_per_second()
-        lim_rows.append([
-            row.label, f"{N} x {T}", "x".join(map(str, hidden)) or "linear",
-            f"{median(limit.env_s) * 1e6:,.0f}", f"{median(limit.policy_s) * 1e6:,.0f}",
-            f"{median(limit.update_s) * 1e3:,.2f}", f"{ceiling:,.0f}",
-            f"{median(row.rates):,.0f}", f"{median(row.rates) / ceiling:.0%}"])
+        lim_rows.append(
+            [
+                row.label,
+                f"{N} x {T}",
+                "x".join(map(str, hidden)) or "linear",
+                f"{median(limit.env_s) * 1e6:,.0f}",
+                f"{median(limit.policy_s) * 1e6:,.0f}",
+                f"{median(limit.update_s) * 1e3:,.2f}",
+                f"{ceiling:,.0f}",
+                f"{median(row.rates):,.0f}",
+                f"{median(row.rates) / ceiling:.0%}",
+            ]
+        )
     print("\n## The machine's limit at pgrad's sizes (same run)\n")
-    print(table(["pgrad learner", "N envs x T steps", "hidden", "env step (us)",
-                 "policy call (us)", "fwd+bwd per update (ms)", "limit (env steps/s)",
-                 "pgrad (env steps/s)", "pgrad / limit"], lim_rows))
+    print(
+        table(
+            [
+                "pgrad learner",
+                "N envs x T steps",
+                "hidden",
+                "env step (us)",
+                "policy call (us)",
+                "fwd+bwd per update (ms)",
+                "limit (env steps/s)",
+                "pgrad (env steps/s)",
+                "pgrad / limit",
+            ],
+            lim_rows,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -34,14 +34,21 @@ TASKS = {"CartPole-v1": 475.0, "Acrobot-v1": -100.0}
 def learners(env_id: str) -> list[tuple[str, dict[str, Any]]]:
     from pgrad.agents import PRESETS
 
-    rows = [(f"pgrad `{PRESETS[env_id].name}` preset",
-             {"library": "pgrad", "agent": PRESETS[env_id].name})]
+    rows = [
+        (
+            f"pgrad `{PRESETS[env_id].name}` preset",
+            {"library": "pgrad", "agent": PRESETS[env_id].name},
+        )
+    ]
     if env_id == "CartPole-v1":
-        rows.insert(0, ("pgrad `cartpole-fast` preset",
-                        {"library": "pgrad", "agent": "cartpole-fast"}))
-    rows += [("SB3 A2C (rl-zoo)", {"library": "sb3", "algo": "a2c"}),
-             ("SB3 PPO (rl-zoo)", {"library": "sb3", "algo": "ppo"}),
-             ("Tianshou REINFORCE", {"library": "tianshou"})]
+        rows.insert(
+            0, ("pgrad `cartpole-fast` preset", {"library": "pgrad", "agent": "cartpole-fast"})
+        )
+    rows += [
+        ("SB3 A2C (rl-zoo)", {"library": "sb3", "algo": "a2c"}),
+        ("SB3 PPO (rl-zoo)", {"library": "sb3", "algo": "ppo"}),
+        ("Tianshou REINFORCE", {"library": "tianshou"}),
+    ]
     return rows
 
 
@@ -59,35 +66,43 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 seeds")
     parser.add_argument("--seeds", type=int, default=None, help="seeds per learner (default 5)")
-    parser.add_argument("--max-seconds", type=float, default=20.0,
-                        help="training seconds after which a run counts as unsolved")
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=20.0,
+        help="training seconds after which a run counts as unsolved",
+    )
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
-    parser.add_argument("--peer-python", default=sys.executable,
-                        help="interpreter with stable-baselines3 and tianshou installed")
+    parser.add_argument(
+        "--peer-python",
+        default=sys.executable,
+        help="interpreter with stable-baselines3 and tianshou installed",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads in every learner")
     args = parser.parse_args(argv)
     seeds = list(range(1, 1 + (args.seeds or (2 if args.quick else 5))))
 
     print(f"# Time to solve\n\n{machine()}\n", flush=True)
-    workers = {"pgrad": Worker(sys.executable), "sb3": Worker(args.peer_python),
-               "tianshou": Worker(args.peer_python)}
+    workers = {
+        "pgrad": Worker(sys.executable),
+        "sb3": Worker(args.peer_python),
+        "tianshou": Worker(args.peer_python),
+    }
     try:
         for env_id in args.tasks:
             threshold = TASKS[env_id]
             rows = learners(env_id)
             results: dict[str, list[tuple[int, float] | None]] = {label: [] for label, _ in rows}
             for i, seed in enumerate(seeds):
-                for label, spec in rows[i % len(rows):] + rows[:i % len(rows)]:
+                for label, spec in rows[i % len(rows) :] + rows[: i % len(rows)]:
                     worker = workers[spec["library"]]
-                    worker.start({**spec, "env_id": env_id, "seed": seed,
-                                  "threads": args.threads})
+                    worker.start({**spec, "env_id": env_id, "seed": seed, "threads": args.threads})
                     try:
                         result = solve(worker, threshold, args.max_seconds)
                     finally:
                         worker.stop()
                     results[label].append(result)
-                    shown = (f"{result[0]:,} steps, {result[1]:.2f} s" if result
-                             else "not solved")
+                    shown = f"{result[0]:,} steps, {result[1]:.2f} s" if result else "not solved"
                     print(f"{env_id} seed {seed} {label}: {shown}", flush=True)
             report(env_id, threshold, results, args.max_seconds)
     finally:
@@ -105,13 +120,34 @@ def report(env_id: str, threshold: float, results: dict[str, list], max_seconds:
         seconds = median(column(runs, 1))
         steps = median(column(runs, 0))
         solved = sum(run is not None for run in runs)
-        rows.append([label, f"{solved}/{len(runs)}", _fmt(steps, "{:,.0f}"),
-                     _fmt(seconds, "{:.2f}"), _fmt(seconds / sb3_a2c, "{:.2f}x"),
-                     " ".join(_fmt(run[1], "{:.1f}") if run else "-" for run in runs)])
-    print(f"\n## {env_id}: mean of 10 deterministic episodes >= {threshold:g} (medians over "
-          f"seeds; unsolved within the budget or {max_seconds:g} s counts as infinite)\n")
-    print(table(["learner", "seeds solved", "env steps", "train seconds", "vs SB3 A2C",
-                 "seconds per seed"], rows), flush=True)
+        rows.append(
+            [
+                label,
+                f"{solved}/{len(runs)}",
+                _fmt(steps, "{:,.0f}"),
+                _fmt(seconds, "{:.2f}"),
+                _fmt(seconds / sb3_a2c, "{:.2f}x"),
+                " ".join(_fmt(run[1], "{:.1f}") if run else "-" for run in runs),
+            ]
+        )
+    print(
+        f"\n## {env_id}: mean of 10 deterministic episodes >= {threshold:g} (medians over "
+        f"seeds; unsolved within the budget or {max_seconds:g} s counts as infinite)\n"
+    )
+    print(
+        table(
+            [
+                "learner",
+                "seeds solved",
+                "env steps",
+                "train seconds",
+                "vs SB3 A2C",
+                "seconds per seed",
+            ],
+            rows,
+        ),
+        flush=True,
+    )
 
 
 def _fmt(value: float, spec: str) -> str:

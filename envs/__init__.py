@@ -17,8 +17,11 @@ from pgrad.envs.short_corridor import OPTIMAL_P_RIGHT, OPTIMAL_VALUE, ShortCorri
 ENV_IDS = ("pgrad/ShortCorridor-v0", "pgrad/Bandit-v0")
 
 if "pgrad/ShortCorridor-v0" not in registry:
-    register(id="pgrad/ShortCorridor-v0", entry_point="pgrad.envs.short_corridor:ShortCorridorEnv",
-             max_episode_steps=200)
+    register(
+        id="pgrad/ShortCorridor-v0",
+        entry_point="pgrad.envs.short_corridor:ShortCorridorEnv",
+        max_episode_steps=200,
+    )
 if "pgrad/Bandit-v0" not in registry:
     register(id="pgrad/Bandit-v0", entry_point="pgrad.envs.bandit:BanditEnv")
 

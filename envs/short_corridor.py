@@ -62,5 +62,3 @@ class ShortCorridorEnv(gym.Env):
             cells = ["S", ".", "x", "G"]
             return " ".join(f"[{c}]" if i == self.state else f" {c} " for i, c in enumerate(cells))
         return None
-
-

@@ -11,12 +11,12 @@ from pgrad.baselines import EMABaseline, group_normalize, leave_one_out
 from pgrad.config import Config
 from pgrad.estimators import gumbel_softmax, round_ste, score_function, sign_ste
 from pgrad.losses import (
-                          LossParts,
-                          entropy_bonus,
-                          explained_variance,
-                          normalize_advantages,
-                          reinforce_loss,
-                          value_loss,
+    LossParts,
+    entropy_bonus,
+    explained_variance,
+    normalize_advantages,
+    reinforce_loss,
+    value_loss,
 )
 from pgrad.nn import BinaryLinear, mlp
 from pgrad.policies import Policy, ValueFunction, policy_for
@@ -26,9 +26,31 @@ from pgrad.rollout import Rollout
 __version__ = "0.1.0"
 
 __all__ = [
-    "A2C", "Agent", "BinaryLinear", "Config", "EMABaseline", "LossParts", "Policy", "Reinforce",
-    "Rollout", "TrainingError", "ValueFunction", "__version__", "discounted_returns",
-    "entropy_bonus", "explained_variance", "gae", "group_normalize", "gumbel_softmax",
-    "leave_one_out", "mlp", "normalize_advantages", "policy_for", "reinforce_loss", "round_ste",
-    "score_function", "sign_ste", "value_loss",
+    "A2C",
+    "Agent",
+    "BinaryLinear",
+    "Config",
+    "EMABaseline",
+    "LossParts",
+    "Policy",
+    "Reinforce",
+    "Rollout",
+    "TrainingError",
+    "ValueFunction",
+    "__version__",
+    "discounted_returns",
+    "entropy_bonus",
+    "explained_variance",
+    "gae",
+    "group_normalize",
+    "gumbel_softmax",
+    "leave_one_out",
+    "mlp",
+    "normalize_advantages",
+    "policy_for",
+    "reinforce_loss",
+    "round_ste",
+    "score_function",
+    "sign_ste",
+    "value_loss",
 ]

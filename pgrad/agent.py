@@ -87,8 +87,14 @@ class Agent:
     action_spaces: ClassVar[tuple[type[gym.Space], ...] | None] = None
     """Action space types this agent is made for (``None``: any the policies support)."""
 
-    def __init__(self, config: Config | None = None, run_dir: str | Path | None = None,
-                 quiet: bool = False, learner: bool = True, **overrides: Any) -> None:
+    def __init__(
+        self,
+        config: Config | None = None,
+        run_dir: str | Path | None = None,
+        quiet: bool = False,
+        learner: bool = True,
+        **overrides: Any,
+    ) -> None:
         config = config or self.default_config()
         self.config = config.replace(**overrides) if overrides else config
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -104,8 +110,10 @@ class Agent:
         if self.action_spaces and not isinstance(self.action_space, self.action_spaces):
             kinds = " or ".join(k.__name__ for k in self.action_spaces)
             self.envs.close()
-            raise EnvError(f"agent {self.name} is made for {kinds} actions, but "
-                           f"{self.config.env_id} has {self.action_space}; use --agent a2c or reinforce")
+            raise EnvError(
+                f"agent {self.name} is made for {kinds} actions, but "
+                f"{self.config.env_id} has {self.action_space}; use --agent a2c or reinforce"
+            )
         try:
             self.obs_dim, self._encode = observation_encoder(self.obs_space)
         except TypeError as err:
@@ -141,8 +149,9 @@ class Agent:
                 if net is not None:
                     net.obs_norm = self.obs_norm
         params = [*self.policy.parameters(), *(self.critic.parameters() if self.critic else [])]
-        self.optimizer: torch.optim.Optimizer | None = (self.make_optimizer(params) if self.learner
-                                                       else None)
+        self.optimizer: torch.optim.Optimizer | None = (
+            self.make_optimizer(params) if self.learner else None
+        )
         self.ema = EMABaseline(self.config.ema_decay)
         self.global_step = 0
         self.updates = 0
@@ -154,8 +163,10 @@ class Agent:
 
     def _require_learner(self) -> None:
         if self.optimizer is None:
-            raise RuntimeError(f"this {type(self).__name__} was built with learner=False: it acts "
-                               "and collects, it does not learn")
+            raise RuntimeError(
+                f"this {type(self).__name__} was built with learner=False: it acts "
+                "and collects, it does not learn"
+            )
 
     def _launch_workers(self) -> Any:
         """With ``workers > 0``: a ``RayCollector`` whose workers are starting, else ``None``."""
@@ -190,8 +201,9 @@ class Agent:
     def make_env(self, num_envs: int | None = None) -> VectorEnv:
         """The vector environment (next-step autoreset). Override for custom wrappers."""
         c = self.config
-        return make_vector_env(c.env_id, num_envs or c.num_envs, c.vectorization,
-                               c.max_episode_steps)
+        return make_vector_env(
+            c.env_id, num_envs or c.num_envs, c.vectorization, c.max_episode_steps
+        )
 
     def make_policy(self, obs_dim: int, action_space: gym.Space) -> Policy:
         c = self.config
@@ -247,8 +259,9 @@ class Agent:
 
         raw = self.envs.unwrapped.single_observation_space
         if not isinstance(raw, gym.spaces.Dict | gym.spaces.Tuple):
-            raise ValueError(f"got a {type(obs).__name__} observation, but "
-                             f"{self.config.env_id} observes {raw}")
+            raise ValueError(
+                f"got a {type(obs).__name__} observation, but {self.config.env_id} observes {raw}"
+            )
         leaf, space = obs, raw  # follow one path down both: a batch adds a leading dimension
         while isinstance(space, gym.spaces.Dict | gym.spaces.Tuple):
             key = next(iter(space.spaces)) if isinstance(space, gym.spaces.Dict) else 0
@@ -256,8 +269,9 @@ class Agent:
         if np.ndim(leaf) == len(space.shape or ()):
             return gym.spaces.flatten(raw, obs)
         count = len(leaf)
-        return np.stack([gym.spaces.flatten(raw, item)
-                         for item in iterate(batch_space(raw, count), obs)])
+        return np.stack(
+            [gym.spaces.flatten(raw, item) for item in iterate(batch_space(raw, count), obs)]
+        )
 
     # -- the loop --------------------------------------------------------------------------------
     def collect(self) -> Rollout:
@@ -265,8 +279,9 @@ class Agent:
         if c.rollout == "steps":
             rollout = self.collector.collect_steps(c.num_steps, self.global_step)
         else:
-            rollout = self.collector.collect_episodes(self._episode_seeds(), self._episode_cap(),
-                                                      self.global_step)
+            rollout = self.collector.collect_episodes(
+                self._episode_seeds(), self._episode_cap(), self.global_step
+            )
         rollout.weights_version = self.weights_version
         return rollout
 
@@ -279,8 +294,9 @@ class Agent:
         return [derive_seed(c.seed, self.updates, i // per_group) for i in range(c.num_envs)]
 
     def _episode_cap(self) -> int:
-        limit = self.config.max_episode_steps or (self.envs.spec.max_episode_steps
-                                                  if self.envs.spec else None)
+        limit = self.config.max_episode_steps or (
+            self.envs.spec.max_episode_steps if self.envs.spec else None
+        )
         return min(limit or EPISODE_STEP_CAP, EPISODE_STEP_CAP)
 
     def compute_loss(self, rollout: Rollout, entropy_coef: float) -> tuple[LossParts, dict]:
@@ -296,16 +312,27 @@ class Agent:
             values_all = self.critic(obs)
             values = values_all[:-1]
             with torch.no_grad():
-                advantages, targets = gae(rollout.rewards, values.detach(), values_all[1:].detach(),
-                                          rollout.terminated, rollout.truncated, c.gamma,
-                                          c.gae_lambda)
+                advantages, targets = gae(
+                    rollout.rewards,
+                    values.detach(),
+                    values_all[1:].detach(),
+                    rollout.terminated,
+                    rollout.truncated,
+                    c.gamma,
+                    c.gae_lambda,
+                )
             value_term = value_loss(values, targets, mask)
-            stats["diagnostics/explained_variance"] = explained_variance(values.detach(), targets,
-                                                                         mask)
+            stats["diagnostics/explained_variance"] = explained_variance(
+                values.detach(), targets, mask
+            )
         else:
             with torch.no_grad():
-                returns = discounted_returns(rollout.rewards, rollout.terminated,
-                                             rollout.truncated, c.gamma) * mask
+                returns = (
+                    discounted_returns(
+                        rollout.rewards, rollout.terminated, rollout.truncated, c.gamma
+                    )
+                    * mask
+                )
                 advantages = self._baseline_advantages(returns, mask)
         if c.normalize_advantages:
             advantages = normalize_advantages(advantages, mask)
@@ -356,11 +383,17 @@ class Agent:
         if not (math.isfinite(float(parts.total.detach())) and math.isfinite(grad_norm)):
             self.optimizer.zero_grad(set_to_none=True)
             self._nonfinite_streak += 1
-            warnings.warn(f"update {self.updates}: non-finite loss or gradient, update skipped "
-                          f"({self._nonfinite_streak} in a row)", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"update {self.updates}: non-finite loss or gradient, update skipped "
+                f"({self._nonfinite_streak} in a row)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
             if self._nonfinite_streak >= c.max_nonfinite_updates:
-                raise TrainingError(f"{self._nonfinite_streak} updates in a row had a non-finite "
-                                    "loss or gradient; stopping (weights are unchanged)")
+                raise TrainingError(
+                    f"{self._nonfinite_streak} updates in a row had a non-finite "
+                    "loss or gradient; stopping (weights are unchanged)"
+                )
             return {}
         self._nonfinite_streak = 0
         self.optimizer.step()
@@ -370,12 +403,17 @@ class Agent:
             self.obs_norm.update(rollout.obs[:-1], rollout.mask)
         self.updates += 1
         self.weights_version += 1
-        return {**{f"losses/{k}": v for k, v in parts.scalars().items()},
-                **stats, "diagnostics/grad_norm": grad_norm, "charts/learning_rate": lr,
-                "charts/entropy_coef": entropy_coef}
+        return {
+            **{f"losses/{k}": v for k, v in parts.scalars().items()},
+            **stats,
+            "diagnostics/grad_norm": grad_norm,
+            "charts/learning_rate": lr,
+            "charts/entropy_coef": entropy_coef,
+        }
 
-    def _gradient_diagnostics(self, log_prob: Tensor, advantages: Tensor,
-                              mask: Tensor) -> dict[str, float]:
+    def _gradient_diagnostics(
+        self, log_prob: Tensor, advantages: Tensor, mask: Tensor
+    ) -> dict[str, float]:
         """Variance and SNR of the policy gradient, from disjoint splits of the batch over envs.
 
         With K splits giving gradients g_k of the same loss on 1/K of the data, the full-batch
@@ -390,13 +428,21 @@ class Agent:
         for chunk in torch.arange(log_prob.shape[1], device=log_prob.device).chunk(k):
             loss = reinforce_loss(log_prob[:, chunk], advantages[:, chunk], mask[:, chunk])
             g = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
-            grads.append(torch.cat([(x if x is not None else torch.zeros_like(p)).flatten()
-                                    for x, p in zip(g, params)]))
+            grads.append(
+                torch.cat(
+                    [
+                        (x if x is not None else torch.zeros_like(p)).flatten()
+                        for x, p in zip(g, params)
+                    ]
+                )
+            )
         stacked = torch.stack(grads)
         variance = float(stacked.var(dim=0).sum() / k)
         signal_power = float(stacked.mean(0).pow(2).sum())
-        return {"diagnostics/grad_variance": variance,
-                "diagnostics/grad_snr": signal_power / variance if variance > 0 else math.inf}
+        return {
+            "diagnostics/grad_variance": variance,
+            "diagnostics/grad_snr": signal_power / variance if variance > 0 else math.inf,
+        }
 
     def train(self, total_steps: int | None = None) -> Agent:
         """Train until ``total_steps`` environment steps (default: the config's)."""
@@ -419,13 +465,15 @@ class Agent:
                         metrics = self.update(rollout)
                     except (NonFiniteError, WorkerError, TrainingError) as err:
                         self.save_checkpoint()
-                        raise TrainingError(f"{err}; stopped after checkpointing the last good "
-                                            "weights") from None
+                        raise TrainingError(
+                            f"{err}; stopped after checkpointing the last good weights"
+                        ) from None
                     sps = (self.global_step - start_step) / (time.perf_counter() - start_time)
                     metrics["charts/SPS"] = sps
                     logger.scalars(metrics, self.global_step)
-                    logger.episodes(rollout.episode_returns, rollout.episode_lengths,
-                                    self.global_step)
+                    logger.episodes(
+                        rollout.episode_returns, rollout.episode_lengths, self.global_step
+                    )
                     logger.progress(self.global_step, sps)
                     if c.checkpoint_every and self.global_step >= next_checkpoint:
                         self.save_checkpoint()
@@ -473,17 +521,26 @@ class Agent:
         (self.run_dir / "agent.txt").write_text(self.spec() + "\n")
         if not self.quiet:
             verb = "resuming" if self.global_step else "training"
-            print(f"{verb} {self.config.env_id} with agent {self.name} to {total:,} steps; "
-                  f"TensorBoard: tensorboard --logdir {self.run_dir.parent}", flush=True)
-        logger = Logger(self.run_dir, total, start_step=self.global_step, quiet=self.quiet,
-                        purge_step=self.global_step + 1 if self.global_step else None)
+            print(
+                f"{verb} {self.config.env_id} with agent {self.name} to {total:,} steps; "
+                f"TensorBoard: tensorboard --logdir {self.run_dir.parent}",
+                flush=True,
+            )
+        logger = Logger(
+            self.run_dir,
+            total,
+            start_step=self.global_step,
+            quiet=self.quiet,
+            purge_step=self.global_step + 1 if self.global_step else None,
+        )
         if not self.global_step:
             logger.text("config", self.config.markdown())
         return logger
 
     # -- evaluation ------------------------------------------------------------------------------
-    def evaluate(self, episodes: int = 10, deterministic: bool = True,
-                 seed: int | None = None) -> dict[str, Any]:
+    def evaluate(
+        self, episodes: int = 10, deterministic: bool = True, seed: int | None = None
+    ) -> dict[str, Any]:
         """Run ``episodes`` whole episodes in parallel, one per environment, and summarise them.
 
         Returns:
@@ -494,10 +551,17 @@ class Agent:
         seed = self.config.seed + 10_000 if seed is None else seed
         envs = self.make_env(episodes)
         try:
-            collector = Collector(envs, self.policy, self.preprocess_obs, self.device, seed,
-                                  deterministic=deterministic)
-            reset_seed = ([derive_seed(seed, i) for i in range(episodes)]
-                          if accepts_seed_list(envs) else seed)
+            collector = Collector(
+                envs,
+                self.policy,
+                self.preprocess_obs,
+                self.device,
+                seed,
+                deterministic=deterministic,
+            )
+            reset_seed = (
+                [derive_seed(seed, i) for i in range(episodes)] if accepts_seed_list(envs) else seed
+            )
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 rollout = collector.collect_episodes(reset_seed, self._episode_cap())
@@ -505,9 +569,14 @@ class Agent:
             envs.close()
         returns = np.asarray(rollout.episode_returns, dtype=np.float64)
         lengths = np.asarray(rollout.episode_lengths, dtype=np.float64)
-        return {"episodes": int(returns.size), "mean_return": float(returns.mean()),
-                "std_return": float(returns.std()), "mean_length": float(lengths.mean()),
-                "returns": returns.tolist(), "lengths": lengths.astype(int).tolist()}
+        return {
+            "episodes": int(returns.size),
+            "mean_return": float(returns.mean()),
+            "std_return": float(returns.std()),
+            "mean_length": float(lengths.mean()),
+            "returns": returns.tolist(),
+            "lengths": lengths.astype(int).tolist(),
+        }
 
     # -- persistence -----------------------------------------------------------------------------
     @classmethod
@@ -517,13 +586,18 @@ class Agent:
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "agent": self.spec(), "agent_name": self.name, "env_id": self.config.env_id,
-            "config": self.config.to_dict(), "policy": self.policy.state_dict(),
+            "agent": self.spec(),
+            "agent_name": self.name,
+            "env_id": self.config.env_id,
+            "config": self.config.to_dict(),
+            "policy": self.policy.state_dict(),
             "critic": self.critic.state_dict() if self.critic is not None else None,
             "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
             "ema": self.ema.state_dict(),
-            "global_step": self.global_step, "updates": self.updates,
-            "weights_version": self.weights_version, "rng": rng_state(),
+            "global_step": self.global_step,
+            "updates": self.updates,
+            "weights_version": self.weights_version,
+            "rng": rng_state(),
         }
 
     def load_state_dict(self, state: dict[str, Any], restore_rng: bool = True) -> None:
@@ -535,7 +609,8 @@ class Agent:
                 self.optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, KeyError, ValueError) as err:
             raise ckpt.CheckpointError(
-                f"checkpoint does not fit this agent: {first_line(err)}") from None
+                f"checkpoint does not fit this agent: {first_line(err)}"
+            ) from None
         if "ema" in state:
             self.ema.load_state_dict(state["ema"])
         self.global_step = int(state.get("global_step", 0))
@@ -551,8 +626,12 @@ class Agent:
     def save_checkpoint(self) -> Path | None:
         if self.run_dir is None:
             return None
-        return ckpt.save_numbered(self.state_dict(), self.run_dir / "checkpoints",
-                                  self.global_step, self.config.keep_checkpoints)
+        return ckpt.save_numbered(
+            self.state_dict(),
+            self.run_dir / "checkpoints",
+            self.global_step,
+            self.config.keep_checkpoints,
+        )
 
     @classmethod
     def load(cls, path: str | Path, **overrides: Any) -> Agent:
@@ -572,14 +651,16 @@ class Agent:
         return cls._from_state(state, None, learner=False, num_envs=num_envs, workers=0)
 
     @classmethod
-    def _from_state(cls, state: dict[str, Any], run_dir: Path | None, learner: bool = True,
-                    **overrides: Any) -> Agent:
+    def _from_state(
+        cls, state: dict[str, Any], run_dir: Path | None, learner: bool = True, **overrides: Any
+    ) -> Agent:
         try:
             config = Config.from_dict(state["config"])
         except (KeyError, TypeError, ValueError) as err:
             raise ckpt.CheckpointError(f"checkpoint has no valid config: {err}") from None
-        agent = cls(config.replace(**overrides) if overrides else config, run_dir=run_dir,
-                    learner=learner)
+        agent = cls(
+            config.replace(**overrides) if overrides else config, run_dir=run_dir, learner=learner
+        )
         agent.load_state_dict(state)
         return agent
 
@@ -626,8 +707,13 @@ class Reinforce(Agent):
     """
 
     name = "reinforce"
-    defaults = {"rollout": "episodes", "baseline": "value", "gae_lambda": 1.0,
-                "learning_rate": 3e-3, "num_envs": 16}
+    defaults = {
+        "rollout": "episodes",
+        "baseline": "value",
+        "gae_lambda": 1.0,
+        "learning_rate": 3e-3,
+        "num_envs": 16,
+    }
 
 
 class A2C(Agent):
@@ -638,5 +724,12 @@ class A2C(Agent):
     """
 
     name = "a2c"
-    defaults = {"rollout": "steps", "baseline": "value", "num_steps": 16, "gae_lambda": 0.95,
-                "learning_rate": 1e-3, "ent_coef": 0.0, "num_envs": 16}
+    defaults = {
+        "rollout": "steps",
+        "baseline": "value",
+        "num_steps": 16,
+        "gae_lambda": 0.95,
+        "learning_rate": 1e-3,
+        "ent_coef": 0.0,
+        "num_envs": 16,
+    }

@@ -40,8 +40,10 @@ def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
 
 def _config_help() -> str:
     defaults = Config()
-    lines = ["config keys for --set key=value (defaults shown are the base defaults; each agent",
-             "and preset overrides some of them, see 'pgrad list'):"]
+    lines = [
+        "config keys for --set key=value (defaults shown are the base defaults; each agent",
+        "and preset overrides some of them, see 'pgrad list'):",
+    ]
     for name, doc in field_docs().items():
         value = getattr(defaults, name)
         shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
@@ -52,63 +54,134 @@ def _config_help() -> str:
 def build_parser() -> argparse.ArgumentParser:
     from pgrad import __version__
 
-    parser = _Parser(prog="pgrad", description="Policy-gradient training on Gymnasium environments.")
+    parser = _Parser(
+        prog="pgrad", description="Policy-gradient training on Gymnasium environments."
+    )
     parser.add_argument("--version", action="version", version=f"pgrad {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     train = sub.add_parser(
-        "train", help="train an agent (default: CartPole-v1 with its preset)",
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_config_help(),
-        description="Train an agent and log to TensorBoard (view with: tensorboard --logdir runs).")
-    train.add_argument("env_id", nargs="?", default=None, metavar="ENV_ID",
-                       help="Gymnasium environment id (default: CartPole-v1)")
-    train.add_argument("--agent", default=None,
-                       help="agent: a name from 'pgrad list', module:Class or path/file.py:Class "
-                            "(runs that file's code); default: the preset for ENV_ID, else a2c")
-    train.add_argument("--total-steps", type=_int_arg, default=None,
-                       help="environment steps to train for (default: the agent's)")
-    train.add_argument("--num-envs", type=_int_arg, default=None,
-                       help="parallel environments (default: the agent's)")
+        "train",
+        help="train an agent (default: CartPole-v1 with its preset)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_config_help(),
+        description="Train an agent and log to TensorBoard (view with: tensorboard --logdir runs).",
+    )
+    train.add_argument(
+        "env_id",
+        nargs="?",
+        default=None,
+        metavar="ENV_ID",
+        help="Gymnasium environment id (default: CartPole-v1)",
+    )
+    train.add_argument(
+        "--agent",
+        default=None,
+        help="agent: a name from 'pgrad list', module:Class or path/file.py:Class "
+        "(runs that file's code); default: the preset for ENV_ID, else a2c",
+    )
+    train.add_argument(
+        "--total-steps",
+        type=_int_arg,
+        default=None,
+        help="environment steps to train for (default: the agent's)",
+    )
+    train.add_argument(
+        "--num-envs",
+        type=_int_arg,
+        default=None,
+        help="parallel environments (default: the agent's)",
+    )
     train.add_argument("--seed", type=_int_arg, default=None, help="random seed (default: 1)")
-    train.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
-                       help="torch device (default: auto)")
-    train.add_argument("--workers", type=_int_arg, default=None,
-                       help="collect with K Ray workers, each with --num-envs environments "
-                            "(needs the ray extra; default: 0, in this process)")
-    train.add_argument("--ray-address", default=None, metavar="auto|HOST:PORT",
-                       help="join this Ray cluster (default: start a local one)")
-    train.add_argument("--logdir", default="runs", help="root folder of run directories (default: runs)")
-    train.add_argument("--run-name", default=None,
-                       help="run directory name under --logdir (default: <env>__<agent>__<seed>__<time>)")
-    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="set any config key (repeatable); keys are listed below")
-    train.add_argument("--resume", default=None, metavar="RUN_DIR",
-                       help="continue the run in RUN_DIR from its newest checkpoint")
+    train.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default=None,
+        help="torch device (default: auto)",
+    )
+    train.add_argument(
+        "--workers",
+        type=_int_arg,
+        default=None,
+        help="collect with K Ray workers, each with --num-envs environments "
+        "(needs the ray extra; default: 0, in this process)",
+    )
+    train.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="auto|HOST:PORT",
+        help="join this Ray cluster (default: start a local one)",
+    )
+    train.add_argument(
+        "--logdir", default="runs", help="root folder of run directories (default: runs)"
+    )
+    train.add_argument(
+        "--run-name",
+        default=None,
+        help="run directory name under --logdir (default: <env>__<agent>__<seed>__<time>)",
+    )
+    train.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set any config key (repeatable); keys are listed below",
+    )
+    train.add_argument(
+        "--resume",
+        default=None,
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR from its newest checkpoint",
+    )
     train.add_argument("--quiet", action="store_true", help="print only the final summary")
 
-    ev = sub.add_parser("eval", help="evaluate a trained agent",
-                        description="Evaluate the newest checkpoint of a run, or a checkpoint file.")
+    ev = sub.add_parser(
+        "eval",
+        help="evaluate a trained agent",
+        description="Evaluate the newest checkpoint of a run, or a checkpoint file.",
+    )
     ev.add_argument("target", metavar="RUN_DIR|CHECKPOINT")
     ev.add_argument("--episodes", type=_int_arg, default=10, help="episodes to run (default: 10)")
-    ev.add_argument("--stochastic", action="store_true",
-                    help="sample actions instead of taking the most likely one")
-    ev.add_argument("--seed", type=_int_arg, default=None,
-                    help="seed of the evaluation episodes (default: the run's seed + 10000)")
+    ev.add_argument(
+        "--stochastic",
+        action="store_true",
+        help="sample actions instead of taking the most likely one",
+    )
+    ev.add_argument(
+        "--seed",
+        type=_int_arg,
+        default=None,
+        help="seed of the evaluation episodes (default: the run's seed + 10000)",
+    )
     ev.add_argument("--json", action="store_true", help="print one JSON object")
-    ev.add_argument("--agent", default=None,
-                    help="agent class to rebuild (needed for agents defined in your own file)")
-    ev.add_argument("--video", default=None, metavar="DIR",
-                    help="also record up to 3 episodes as MP4 files in DIR (needs pgrad[video])")
+    ev.add_argument(
+        "--agent",
+        default=None,
+        help="agent class to rebuild (needed for agents defined in your own file)",
+    )
+    ev.add_argument(
+        "--video",
+        default=None,
+        metavar="DIR",
+        help="also record up to 3 episodes as MP4 files in DIR (needs pgrad[video])",
+    )
 
     sub.add_parser("list", help="list agents, presets and pgrad's environments")
 
-    plot = sub.add_parser("plot", help="plot learning curves to a PNG",
-                          description="Plot a TensorBoard tag of one or more runs. Runs that differ "
-                                      "only in seed are drawn as their mean with a min-max band.")
+    plot = sub.add_parser(
+        "plot",
+        help="plot learning curves to a PNG",
+        description="Plot a TensorBoard tag of one or more runs. Runs that differ "
+        "only in seed are drawn as their mean with a min-max band.",
+    )
     plot.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     plot.add_argument("-o", "--output", default="curves.png", help="PNG file (default: curves.png)")
-    plot.add_argument("--tag", default="charts/episodic_return",
-                      help="scalar tag (default: charts/episodic_return)")
+    plot.add_argument(
+        "--tag",
+        default="charts/episodic_return",
+        help="scalar tag (default: charts/episodic_return)",
+    )
     return parser
 
 
@@ -133,8 +206,10 @@ def resolve_agent(spec: str | None, env_id: str | None) -> type:
     if spec.lower() in AGENTS:
         return AGENTS[spec.lower()]
     if ":" not in spec:
-        raise UsageError(f"unknown agent {spec!r}; choose one of {', '.join(AGENTS)} "
-                         "or give module:Class or path/file.py:Class")
+        raise UsageError(
+            f"unknown agent {spec!r}; choose one of {', '.join(AGENTS)} "
+            "or give module:Class or path/file.py:Class"
+        )
     where, _, class_name = spec.rpartition(":")
     if where.endswith(".py"):
         path = Path(where)
@@ -176,11 +251,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         if getattr(args, key) is not None:
             changes[key] = getattr(args, key)
     config = cls.default_config().with_overrides(args.overrides).replace(**changes)
-    run_dir = (Path(args.logdir) / args.run_name if args.run_name else
-               default_run_dir(config.env_id, cls.name, config.seed, args.logdir))
+    run_dir = (
+        Path(args.logdir) / args.run_name
+        if args.run_name
+        else default_run_dir(config.env_id, cls.name, config.seed, args.logdir)
+    )
     if run_dir.exists() and any(run_dir.iterdir()):
-        raise UsageError(f"run directory {run_dir} already exists; use --resume {run_dir} "
-                         "or another --run-name")
+        raise UsageError(
+            f"run directory {run_dir} already exists; use --resume {run_dir} or another --run-name"
+        )
     _check_writable(Path(args.logdir))
     agent = cls(config, run_dir=run_dir, quiet=args.quiet)
     return _train_and_report(agent, config.total_steps, args.quiet)
@@ -214,14 +293,19 @@ def _train_and_report(agent: Any, total: int, quiet: bool) -> int:
         print(f"run directory: {agent.run_dir}")
         return EXIT_FAILED
     if agent.interrupted:
-        print(f"interrupted at step {agent.global_step:,}; checkpoint saved. Resume with: "
-              f"pgrad train --resume {agent.run_dir}", file=sys.stderr)
+        print(
+            f"interrupted at step {agent.global_step:,}; checkpoint saved. Resume with: "
+            f"pgrad train --resume {agent.run_dir}",
+            file=sys.stderr,
+        )
         print(f"run directory: {agent.run_dir}")
         return EXIT_INTERRUPTED
     if agent.config.eval_episodes:
         result = agent.evaluate(agent.config.eval_episodes)
-        print(f"evaluation: mean return {result['mean_return']:.2f} ± {result['std_return']:.2f} "
-              f"over {result['episodes']} episodes (deterministic)")
+        print(
+            f"evaluation: mean return {result['mean_return']:.2f} ± {result['std_return']:.2f} "
+            f"over {result['episodes']} episodes (deterministic)"
+        )
     print(f"run directory: {agent.run_dir}")
     return 0
 
@@ -231,8 +315,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     target = Path(args.target)
     if target.is_dir():
-        _, state = ckpt.latest_loadable(target / "checkpoints" if (target / "checkpoints").is_dir()
-                                        else target)
+        _, state = ckpt.latest_loadable(
+            target / "checkpoints" if (target / "checkpoints").is_dir() else target
+        )
     elif target.exists():
         state = ckpt.load(target)
     else:
@@ -241,8 +326,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from pgrad.agents import AGENTS
     from pgrad.envs_util import EnvError
 
-    cls = (resolve_agent(args.agent, state.get("env_id")) if args.agent
-           else AGENTS.get(str(state.get("agent_name")), Agent))
+    cls = (
+        resolve_agent(args.agent, state.get("env_id"))
+        if args.agent
+        else AGENTS.get(str(state.get("agent_name")), Agent)
+    )
     if args.episodes < 1:
         raise UsageError(f"--episodes must be >= 1, got {args.episodes}")
     if args.video:
@@ -254,22 +342,30 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except EnvError as err:
         if args.agent or state.get("agent_name") in AGENTS:
             raise
-        raise UsageError(f"{err}; the run was trained by agent {state.get('agent_name')!r}, "
-                         "unknown here: pass --agent path/file.py:Class") from None
+        raise UsageError(
+            f"{err}; the run was trained by agent {state.get('agent_name')!r}, "
+            "unknown here: pass --agent path/file.py:Class"
+        ) from None
     result = agent.evaluate(args.episodes, deterministic=not args.stochastic, seed=args.seed)
     if args.video:
         from pgrad.video import record
 
-        videos = record(agent, Path(args.video), min(args.episodes, 3), not args.stochastic,
-                        args.seed)
+        videos = record(
+            agent, Path(args.video), min(args.episodes, 3), not args.stochastic, args.seed
+        )
         print(f"recorded {len(videos)} episode(s) in {args.video}", file=sys.stderr)
     if args.json:
-        print(json.dumps({k: result[k] for k in ("episodes", "mean_return", "std_return",
-                                                  "mean_length")}))
+        print(
+            json.dumps(
+                {k: result[k] for k in ("episodes", "mean_return", "std_return", "mean_length")}
+            )
+        )
     else:
-        print(f"{state.get('env_id')}: mean return {result['mean_return']:.2f} ± "
-              f"{result['std_return']:.2f}, mean length {result['mean_length']:.1f} over "
-              f"{result['episodes']} episodes ({'stochastic' if args.stochastic else 'deterministic'})")
+        print(
+            f"{state.get('env_id')}: mean return {result['mean_return']:.2f} ± "
+            f"{result['std_return']:.2f}, mean length {result['mean_length']:.1f} over "
+            f"{result['episodes']} episodes ({'stochastic' if args.stochastic else 'deterministic'})"
+        )
     return 0
 
 
@@ -280,8 +376,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("agents:")
     for name, cls in GENERIC.items():
         print(f"  {name:<14} {((cls.__doc__ or '').strip().splitlines() or [''])[0]}")
-    tuned = [("presets (pgrad train ENV_ID picks these):", PRESETS.values()),
-             ("other tuned agents (pgrad train ENV_ID --agent NAME):", VARIANTS.values())]
+    tuned = [
+        ("presets (pgrad train ENV_ID picks these):", PRESETS.values()),
+        ("other tuned agents (pgrad train ENV_ID --agent NAME):", VARIANTS.values()),
+    ]
     for heading, classes in tuned:
         if classes:
             print(heading)

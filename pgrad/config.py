@@ -123,13 +123,28 @@ class Config:
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first field whose value cannot be right."""
         _check_types(self)
-        positive = ("total_steps", "num_envs", "num_steps", "group_size", "grad_splits",
-                    "keep_checkpoints", "max_nonfinite_updates", "torch_threads")
+        positive = (
+            "total_steps",
+            "num_envs",
+            "num_steps",
+            "group_size",
+            "grad_splits",
+            "keep_checkpoints",
+            "max_nonfinite_updates",
+            "torch_threads",
+        )
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("max_episode_steps", "checkpoint_every", "eval_episodes", "ent_coef", "workers",
-                     "vf_coef", "max_grad_norm"):
+        for name in (
+            "max_episode_steps",
+            "checkpoint_every",
+            "eval_episodes",
+            "ent_coef",
+            "workers",
+            "vf_coef",
+            "max_grad_norm",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("gamma", "gae_lambda"):
@@ -145,11 +160,18 @@ class Config:
             value = getattr(self, name)
             if value < 0 and value != -1.0:
                 raise ValueError(f"{name} must be >= 0 or -1 (constant), got {value}")
-        for name, allowed in (("baseline", BASELINES), ("rollout", ROLLOUTS),
-                              ("vectorization", VECTORIZATION), ("device", DEVICES),
-                              ("activation", ACTIVATIONS), ("optimizer", OPTIMIZERS)):
+        for name, allowed in (
+            ("baseline", BASELINES),
+            ("rollout", ROLLOUTS),
+            ("vectorization", VECTORIZATION),
+            ("device", DEVICES),
+            ("activation", ACTIVATIONS),
+            ("optimizer", OPTIMIZERS),
+        ):
             if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
+                raise ValueError(
+                    f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}"
+                )
         if any(h < 1 for h in self.hidden):
             raise ValueError(f"hidden widths must be positive, got {self.hidden}")
         if self.baseline in ("loo", "group") and self.num_envs % self.group_size:
@@ -158,14 +180,18 @@ class Config:
                 f"got num_envs={self.num_envs}, group_size={self.group_size}"
             )
         if self.baseline in ("loo", "group") and self.group_size < 2:
-            raise ValueError(f"baseline={self.baseline} needs group_size >= 2, got {self.group_size}")
+            raise ValueError(
+                f"baseline={self.baseline} needs group_size >= 2, got {self.group_size}"
+            )
         if not self.env_id:
             raise ValueError("env_id must not be empty")
 
     # -- (de)serialisation -----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
-                for f in fields(self)}
+        return {
+            f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
+            for f in fields(self)
+        }
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -225,8 +251,12 @@ def field_docs() -> dict[str, str]:
     docs: dict[str, str] = {}
     body = tree.body[0].body  # type: ignore[attr-defined]
     for node, nxt in zip(body, body[1:]):
-        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-                and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(nxt, ast.Expr)
+            and isinstance(nxt.value, ast.Constant)
+        ):
             docs[node.target.id] = str(nxt.value.value)
     return docs
 
@@ -281,4 +311,3 @@ def _closest(key: str, known: set[str]) -> str | None:
 
     match = difflib.get_close_matches(key, sorted(known), n=1)
     return match[0] if match else None
-

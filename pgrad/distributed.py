@@ -103,14 +103,19 @@ def init_ray(address: str = "", num_cpus: int | None = None) -> float:
         try:
             ray.init(address=address, **quiet)
         except ConnectionError as err:
-            raise ValueError(f"cannot join the Ray cluster at {address!r}: "
-                             f"{first_line(err)}") from None
+            raise ValueError(
+                f"cannot join the Ray cluster at {address!r}: {first_line(err)}"
+            ) from None
     else:
         # "local": a new instance of our own, even if RAY_ADDRESS or `ray start` names one. Ray
         # runs workers at niceness 15 by default; ours do the run's main work while the learner
         # waits, so on a busy machine they should not yield to every other process.
-        ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1,
-                 _system_config={"worker_niceness": 0}, **quiet)
+        ray.init(
+            address="local",
+            num_cpus=num_cpus or os.cpu_count() or 1,
+            _system_config={"worker_niceness": 0},
+            **quiet,
+        )
     return time.perf_counter() - start
 
 
@@ -125,8 +130,10 @@ def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
     except OSError as err:
-        raise ValueError(f"cannot reach a Ray cluster at {address} ({err.strerror or err}); "
-                         "start one there with 'ray start --head' or fix --ray-address") from None
+        raise ValueError(
+            f"cannot reach a Ray cluster at {address} ({err.strerror or err}); "
+            "start one there with 'ray start --head' or fix --ray-address"
+        ) from None
 
 
 # -- the worker ------------------------------------------------------------------------------------
@@ -172,25 +179,35 @@ class RolloutWorker:
         self.agent.policy.load_state_dict(weights)
         self.version = version
 
-    def collect_steps(self, weights: dict[str, Tensor], version: int, num_steps: int,
-                      step_offset: int) -> Rollout:
+    def collect_steps(
+        self, weights: dict[str, Tensor], version: int, num_steps: int, step_offset: int
+    ) -> Rollout:
         start, start_cpu = time.perf_counter(), time.process_time()
         self.load_weights(weights, version)
         rollout = self.collector.collect_steps(num_steps, step_offset)
         rollout.weights_version = self.version  # the version this worker actually holds
-        self.last_timing = {"wall_s": time.perf_counter() - start,
-                            "cpu_s": time.process_time() - start_cpu}
+        self.last_timing = {
+            "wall_s": time.perf_counter() - start,
+            "cpu_s": time.process_time() - start_cpu,
+        }
         return rollout
 
-    def collect_episodes(self, weights: dict[str, Tensor], version: int,
-                         reset_seed: int | list[int] | None, max_steps: int,
-                         step_offset: int) -> Rollout:
+    def collect_episodes(
+        self,
+        weights: dict[str, Tensor],
+        version: int,
+        reset_seed: int | list[int] | None,
+        max_steps: int,
+        step_offset: int,
+    ) -> Rollout:
         start, start_cpu = time.perf_counter(), time.process_time()
         self.load_weights(weights, version)
         rollout = self.collector.collect_episodes(reset_seed, max_steps, step_offset)
         rollout.weights_version = self.version
-        self.last_timing = {"wall_s": time.perf_counter() - start,
-                            "cpu_s": time.process_time() - start_cpu}
+        self.last_timing = {
+            "wall_s": time.perf_counter() - start,
+            "cpu_s": time.process_time() - start_cpu,
+        }
         return rollout
 
 
@@ -228,14 +245,20 @@ def merge_rollouts(rollouts: list[Rollout], device: torch.device | str = "cpu") 
         raise ValueError("merge_rollouts needs at least one rollout")
     horizon = max(r.rewards.shape[0] for r in rollouts)
     for r in rollouts[1:]:
-        if (r.obs.shape[2:] != rollouts[0].obs.shape[2:]
-                or r.actions.shape[2:] != rollouts[0].actions.shape[2:]):
-            raise ValueError(f"worker rollouts differ in shape: obs {tuple(r.obs.shape)} vs "
-                             f"{tuple(rollouts[0].obs.shape)}, actions {tuple(r.actions.shape)} "
-                             f"vs {tuple(rollouts[0].actions.shape)}")
+        if (
+            r.obs.shape[2:] != rollouts[0].obs.shape[2:]
+            or r.actions.shape[2:] != rollouts[0].actions.shape[2:]
+        ):
+            raise ValueError(
+                f"worker rollouts differ in shape: obs {tuple(r.obs.shape)} vs "
+                f"{tuple(rollouts[0].obs.shape)}, actions {tuple(r.actions.shape)} "
+                f"vs {tuple(rollouts[0].actions.shape)}"
+            )
     padded = [_pad(r, horizon) for r in rollouts]
-    merged = {name: torch.cat([getattr(r, name) for r in padded], dim=1).to(device)
-              for name in ("obs", "actions", "rewards", "terminated", "truncated", "mask")}
+    merged = {
+        name: torch.cat([getattr(r, name) for r in padded], dim=1).to(device)
+        for name in ("obs", "actions", "rewards", "terminated", "truncated", "mask")
+    }
     return MergedRollout(
         **merged,
         episode_returns=[x for r in rollouts for x in r.episode_returns],
@@ -256,9 +279,14 @@ def _pad(rollout: Rollout, horizon: int) -> Rollout:
     def falses(x: Tensor) -> Tensor:
         return torch.cat([x, x.new_zeros((extra, *x.shape[1:]))])
 
-    return Rollout(obs=repeat_last(rollout.obs), actions=repeat_last(rollout.actions),
-                   rewards=falses(rollout.rewards), terminated=falses(rollout.terminated),
-                   truncated=falses(rollout.truncated), mask=falses(rollout.mask))
+    return Rollout(
+        obs=repeat_last(rollout.obs),
+        actions=repeat_last(rollout.actions),
+        rewards=falses(rollout.rewards),
+        terminated=falses(rollout.terminated),
+        truncated=falses(rollout.truncated),
+        mask=falses(rollout.mask),
+    )
 
 
 def check_versions(rollouts: list[Rollout], expected: int) -> None:
@@ -266,12 +294,15 @@ def check_versions(rollouts: list[Rollout], expected: int) -> None:
     stale = {k: r.weights_version for k, r in enumerate(rollouts) if r.weights_version != expected}
     if stale:
         found = ", ".join(f"worker {k}: version {v}" for k, v in stale.items())
-        raise StaleRolloutError(f"on-policy update at weights version {expected} got rollouts "
-                                f"collected with other weights ({found})")
+        raise StaleRolloutError(
+            f"on-policy update at weights version {expected} got rollouts "
+            f"collected with other weights ({found})"
+        )
 
 
-def split_reset_seeds(reset_seed: int | list[int] | None, workers: int,
-                      envs_per_worker: int) -> list[int | list[int] | None]:
+def split_reset_seeds(
+    reset_seed: int | list[int] | None, workers: int, envs_per_worker: int
+) -> list[int | list[int] | None]:
     """The reset seeds of each worker for one batch of episodes.
 
     A list of ``workers * envs_per_worker`` seeds is split in order. A list of
@@ -289,11 +320,13 @@ def split_reset_seeds(reset_seed: int | list[int] | None, workers: int,
         return [derive_seed(reset_seed, k) for k in range(workers)]
     seeds = list(reset_seed)
     if len(seeds) == workers * envs_per_worker:
-        return [seeds[k * envs_per_worker:(k + 1) * envs_per_worker] for k in range(workers)]
+        return [seeds[k * envs_per_worker : (k + 1) * envs_per_worker] for k in range(workers)]
     if len(seeds) == envs_per_worker:
         return [[derive_seed(s, k) for s in seeds] for k in range(workers)]
-    raise ValueError(f"got {len(seeds)} reset seeds for {workers} workers of {envs_per_worker} "
-                     f"environments; give {envs_per_worker} or {workers * envs_per_worker}")
+    raise ValueError(
+        f"got {len(seeds)} reset seeds for {workers} workers of {envs_per_worker} "
+        f"environments; give {envs_per_worker} or {workers * envs_per_worker}"
+    )
 
 
 def policy_weights(policy: torch.nn.Module) -> dict[str, Tensor]:
@@ -319,8 +352,9 @@ class RayCollector:
             or a worker cannot build the agent.
     """
 
-    def __init__(self, agent: Agent, worker_cls: type[RolloutWorker] = RolloutWorker,
-                 start: bool = True) -> None:
+    def __init__(
+        self, agent: Agent, worker_cls: type[RolloutWorker] = RolloutWorker, start: bool = True
+    ) -> None:
         self._ray = import_ray()
         self.agent = agent
         self.config = agent.config
@@ -359,8 +393,10 @@ class RayCollector:
         if not ray.is_initialized():
             local_cpus = os.cpu_count() or 1
             if not self.config.ray_address and self.num_workers > local_cpus:
-                raise ValueError(f"--workers {self.num_workers} needs as many CPUs; this machine "
-                                 f"has {local_cpus} (join a cluster with --ray-address)")
+                raise ValueError(
+                    f"--workers {self.num_workers} needs as many CPUs; this machine "
+                    f"has {local_cpus} (join a cluster with --ray-address)"
+                )
             _import_in_background("torch._dynamo")
             init_ray(self.config.ray_address)
             _RAY_USERS["started"] = True
@@ -369,12 +405,16 @@ class RayCollector:
             self._using_ray = True
         self._cluster_cpus = ray.cluster_resources().get("CPU", 0)
         if self._cluster_cpus < self.num_workers:
-            warnings.warn(f"{self.num_workers} workers need {self.num_workers} CPUs; the Ray "
-                          f"cluster has {self._cluster_cpus:g} now (waiting for more)",
-                          RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"{self.num_workers} workers need {self.num_workers} CPUs; the Ray "
+                f"cluster has {self._cluster_cpus:g} now (waiting for more)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
         _pickle_by_value_if_needed(type(self.agent))
-        self._actor_class = ray.remote(num_cpus=1, max_restarts=MAX_RESTARTS,
-                                       max_task_retries=0)(self.worker_cls)
+        self._actor_class = ray.remote(num_cpus=1, max_restarts=MAX_RESTARTS, max_task_retries=0)(
+            self.worker_cls
+        )
         self.actors = [self._spawn(k) for k in range(self.num_workers)]
 
     def wait_ready(self) -> None:
@@ -392,19 +432,24 @@ class RayCollector:
         deadline = None if self.config.ray_address else start + LOCAL_STARTUP_TIMEOUT_S
         for k, actor in enumerate(self.actors):
             try:
-                ray.get(actor.ping.remote(),
-                        timeout=None if deadline is None else max(deadline - time.perf_counter(), 1))
+                ray.get(
+                    actor.ping.remote(),
+                    timeout=None if deadline is None else max(deadline - time.perf_counter(), 1),
+                )
             except ray.exceptions.GetTimeoutError:
                 free = ray.available_resources().get("CPU", 0)
                 self.close()
-                raise ValueError(f"{self.num_workers} Ray workers did not start within "
-                                 f"{LOCAL_STARTUP_TIMEOUT_S:.0f} s; Ray has {free:g} of "
-                                 f"{self._cluster_cpus:g} CPUs free (another agent's workers? "
-                                 "stop them with agent.collector.close())") from None
+                raise ValueError(
+                    f"{self.num_workers} Ray workers did not start within "
+                    f"{LOCAL_STARTUP_TIMEOUT_S:.0f} s; Ray has {free:g} of "
+                    f"{self._cluster_cpus:g} CPUs free (another agent's workers? "
+                    "stop them with agent.collector.close())"
+                ) from None
             except ray.exceptions.RayError as err:
                 self.close()
-                raise ValueError(f"Ray worker {k} could not build {type(self.agent).__name__}: "
-                                 f"{first_line(err)}") from None
+                raise ValueError(
+                    f"Ray worker {k} could not build {type(self.agent).__name__}: {first_line(err)}"
+                ) from None
         self.startup_seconds = time.perf_counter() - start
         self._launched_at = None
         self._ready = True
@@ -421,8 +466,11 @@ class RayCollector:
             # Ray can keep the CPU of an actor killed while its constructor runs (a learner that
             # failed right after launch()): let the constructors finish, for a bounded time
             with contextlib.suppress(Exception):
-                self._ray.wait([actor.ping.remote() for actor in self.actors],
-                               num_returns=len(self.actors), timeout=CLOSE_WAIT_S)
+                self._ray.wait(
+                    [actor.ping.remote() for actor in self.actors],
+                    num_returns=len(self.actors),
+                    timeout=CLOSE_WAIT_S,
+                )
         for actor in self.actors:
             with contextlib.suppress(Exception):
                 self._ray.kill(actor, no_restart=True)
@@ -456,19 +504,20 @@ class RayCollector:
         if not self.actors:
             self.wait_ready()  # launches them again after close()
         if self._reseed_pending:
-            self._ray.get([actor.reseed.remote(self._worker_seed(k))
-                           for k, actor in enumerate(self.actors)])
+            self._ray.get(
+                [actor.reseed.remote(self._worker_seed(k)) for k, actor in enumerate(self.actors)]
+            )
             self._reseed_pending = False
         return self._collect("collect_steps", [(num_steps, step_offset)] * self.num_workers)
 
-    def collect_episodes(self, reset_seed: int | list[int] | None, max_steps: int,
-                         step_offset: int = 0) -> Rollout:
+    def collect_episodes(
+        self, reset_seed: int | list[int] | None, max_steps: int, step_offset: int = 0
+    ) -> Rollout:
         """One episode in every environment; each worker gets its share of ``reset_seed``."""
         if not self.actors:
             self.wait_ready()  # launches them again after close()
         seeds = split_reset_seeds(reset_seed, self.num_workers, self.config.num_envs)
-        return self._collect("collect_episodes",
-                             [(s, max_steps, step_offset) for s in seeds])
+        return self._collect("collect_episodes", [(s, max_steps, step_offset) for s in seeds])
 
     def _collect(self, method: str, args: list[tuple]) -> Rollout:
         ray = self._ray
@@ -489,11 +538,16 @@ class RayCollector:
                     # the partial rollout died with the worker: drop it, collect the share again
                     self.faults += 1
                     if attempt == MAX_ATTEMPTS:
-                        raise WorkerError(f"Ray worker {k} died {attempt} times in one update; "
-                                          f"last: {first_line(err)}") from None
-                    warnings.warn(f"Ray worker {k} died while collecting ({first_line(err)}); "
-                                  "its partial rollout is dropped and collected again",
-                                  RuntimeWarning, stacklevel=3)
+                        raise WorkerError(
+                            f"Ray worker {k} died {attempt} times in one update; "
+                            f"last: {first_line(err)}"
+                        ) from None
+                    warnings.warn(
+                        f"Ray worker {k} died while collecting ({first_line(err)}); "
+                        "its partial rollout is dropped and collected again",
+                        RuntimeWarning,
+                        stacklevel=3,
+                    )
                     self._recover(k)
                     pending[k] = submit(k)
                 except ray.exceptions.RayTaskError as err:
@@ -510,8 +564,9 @@ class RayCollector:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise WorkerError(f"Ray worker {k} did not come back within "
-                                  f"{RESTART_TIMEOUT_S:.0f} s")
+                raise WorkerError(
+                    f"Ray worker {k} did not come back within {RESTART_TIMEOUT_S:.0f} s"
+                )
             try:
                 ray.get(self.actors[k].reseed.remote(self._worker_seed(k)), timeout=remaining)
                 return
@@ -520,8 +575,9 @@ class RayCollector:
             except ray.exceptions.RayActorError as err:
                 # its restarts are spent (or it cannot come back): replace it with a new actor
                 if replaced:
-                    raise WorkerError(f"Ray worker {k} cannot be replaced: "
-                                      f"{first_line(err)}") from None
+                    raise WorkerError(
+                        f"Ray worker {k} cannot be replaced: {first_line(err)}"
+                    ) from None
                 replaced = True
                 with contextlib.suppress(Exception):
                     ray.kill(self.actors[k], no_restart=True)

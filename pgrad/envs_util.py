@@ -37,8 +37,9 @@ def find_spec(env_id: str) -> gym.envs.registration.EnvSpec:
         raise EnvError(f"unknown environment {env_id!r} ({first}){hint}") from None
 
 
-def make_vector_env(env_id: str, num_envs: int, vectorization: str = "auto",
-                    max_episode_steps: int = 0) -> VectorEnv:
+def make_vector_env(
+    env_id: str, num_envs: int, vectorization: str = "auto", max_episode_steps: int = 0
+) -> VectorEnv:
     """A Gymnasium vector environment in next-step autoreset mode.
 
     Args:
@@ -58,11 +59,13 @@ def make_vector_env(env_id: str, num_envs: int, vectorization: str = "auto",
         mode = "vector_entry_point" if spec.vector_entry_point is not None else "sync"
     if mode == "vector_entry_point" and spec.vector_entry_point is None:
         raise EnvError(f"{env_id} has no numpy-vectorised form; use vectorization=sync or async")
-    vector_kwargs = {} if mode == "vector_entry_point" else {
-        "autoreset_mode": AutoresetMode.NEXT_STEP}
+    vector_kwargs = (
+        {} if mode == "vector_entry_point" else {"autoreset_mode": AutoresetMode.NEXT_STEP}
+    )
     try:
-        envs = gym.make_vec(spec, num_envs=num_envs, vectorization_mode=mode,
-                            vector_kwargs=vector_kwargs)
+        envs = gym.make_vec(
+            spec, num_envs=num_envs, vectorization_mode=mode, vector_kwargs=vector_kwargs
+        )
     except EnvError:
         raise
     except Exception as err:
@@ -97,8 +100,12 @@ def rng_state() -> dict:
     version, internal, gauss = random.getstate()
     return {
         "torch": torch.get_rng_state(),
-        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "numpy": {
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        },
         "python": {"version": version, "internal": list(internal), "gauss": gauss},
     }
 
@@ -106,8 +113,16 @@ def rng_state() -> dict:
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     numpy_state = state["numpy"]
-    np.random.set_state(("MT19937", numpy_state["keys"].numpy().astype(np.uint32),
-                         numpy_state["pos"], numpy_state["has_gauss"], numpy_state["cached"]))
+    np.random.set_state(
+        (
+            "MT19937",
+            numpy_state["keys"].numpy().astype(np.uint32),
+            numpy_state["pos"],
+            numpy_state["has_gauss"],
+            numpy_state["cached"],
+        )
+    )
     python_state = state["python"]
-    random.setstate((python_state["version"], tuple(python_state["internal"]),
-                     python_state["gauss"]))
+    random.setstate(
+        (python_state["version"], tuple(python_state["internal"]), python_state["gauss"])
+    )

@@ -18,8 +18,15 @@ from pathlib import Path
 class Logger:
     """Writes scalars to ``run_dir`` and reports progress on the console."""
 
-    def __init__(self, run_dir: Path, total_steps: int, start_step: int = 0, quiet: bool = False,
-                 print_every: float = 10.0, purge_step: int | None = None) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        total_steps: int,
+        start_step: int = 0,
+        quiet: bool = False,
+        print_every: float = 10.0,
+        purge_step: int | None = None,
+    ) -> None:
         # purge_step drops events a crashed run wrote after its last checkpoint, so a resumed
         # run continues one curve instead of drawing a second one over the same steps.
         # imported here: acting-only agents (Ray workers, evaluation) never log
@@ -42,11 +49,16 @@ class Logger:
             )
 
             self._progress = Progress(
-                TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[info]}"), TimeRemainingColumn(), transient=False,
+                TextColumn("[bold]training"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"),
+                TimeRemainingColumn(),
+                transient=False,
             )
-            self._task = self._progress.add_task("train", total=total_steps, completed=start_step,
-                                                 info="")
+            self._task = self._progress.add_task(
+                "train", total=total_steps, completed=start_step, info=""
+            )
             self._progress.start()
 
     def scalars(self, values: dict[str, float], step: int) -> None:
@@ -65,11 +77,15 @@ class Logger:
         self.writer.add_scalar("charts/episodic_length", sum(lengths) / len(lengths), step)
 
     def progress(self, step: int, sps: float) -> None:
-        recent = (f"return {sum(self.recent_returns) / len(self.recent_returns):8.2f}"
-                  if self.recent_returns else "return      n/a")
+        recent = (
+            f"return {sum(self.recent_returns) / len(self.recent_returns):8.2f}"
+            if self.recent_returns
+            else "return      n/a"
+        )
         if self._progress is not None:
-            self._progress.update(self._task, completed=min(step, self.total_steps),
-                                  info=f"{sps:9,.0f} SPS  {recent}")
+            self._progress.update(
+                self._task, completed=min(step, self.total_steps), info=f"{sps:9,.0f} SPS  {recent}"
+            )
         elif not self.quiet and time.monotonic() - self._last_print >= self.print_every:
             self._last_print = time.monotonic()
             print(f"step {step:>10,}/{self.total_steps:,}  {sps:9,.0f} SPS  {recent}", flush=True)

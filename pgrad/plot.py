@@ -29,8 +29,10 @@ def read_scalars(run_dir: Path, tag: str) -> tuple[np.ndarray, np.ndarray]:
     if tag not in tags:
         raise ValueError(f"{run_dir} has no scalar {tag!r}; it has: {', '.join(sorted(tags))}")
     scalars = events.Scalars(tag)
-    return (np.array([s.step for s in scalars], dtype=np.float64),
-            np.array([s.value for s in scalars], dtype=np.float64))
+    return (
+        np.array([s.step for s in scalars], dtype=np.float64),
+        np.array([s.value for s in scalars], dtype=np.float64),
+    )
 
 
 def setting_name(run_dir: Path) -> str:
@@ -38,8 +40,9 @@ def setting_name(run_dir: Path) -> str:
     return _SEED_AND_TIME.sub("", run_dir.name)
 
 
-def plot_runs(run_dirs: list[Path], output: Path, tag: str = "charts/episodic_return",
-              smooth: int = 5) -> Path:
+def plot_runs(
+    run_dirs: list[Path], output: Path, tag: str = "charts/episodic_return", smooth: int = 5
+) -> Path:
     """Draw ``tag`` against environment steps; seeds of one setting as mean and min-max band."""
     import matplotlib
 

@@ -124,8 +124,9 @@ class Policy(nn.Module):
 
 
 class CategoricalPolicy(Policy):
-    def __init__(self, obs_dim: int, space: spaces.Discrete, hidden: Sequence[int],
-                 activation: str = "tanh") -> None:
+    def __init__(
+        self, obs_dim: int, space: spaces.Discrete, hidden: Sequence[int], activation: str = "tanh"
+    ) -> None:
         super().__init__(obs_dim, int(space.n), hidden, activation)
         self.action_space = space
         self.start = int(space.start)
@@ -143,8 +144,14 @@ class CategoricalPolicy(Policy):
 class GaussianPolicy(Policy):
     """Diagonal Gaussian with a state-independent learned log standard deviation."""
 
-    def __init__(self, obs_dim: int, space: spaces.Box, hidden: Sequence[int],
-                 activation: str = "tanh", log_std_init: float = 0.0) -> None:
+    def __init__(
+        self,
+        obs_dim: int,
+        space: spaces.Box,
+        hidden: Sequence[int],
+        activation: str = "tanh",
+        log_std_init: float = 0.0,
+    ) -> None:
         self.dim = int(np.prod(space.shape))
         super().__init__(obs_dim, self.dim, hidden, activation)
         self.action_space = space
@@ -168,8 +175,13 @@ class GaussianPolicy(Policy):
 class MultiCategoricalPolicy(Policy):
     """One Categorical per dimension; logits of unequal sizes are padded with a huge negative."""
 
-    def __init__(self, obs_dim: int, space: spaces.MultiDiscrete, hidden: Sequence[int],
-                 activation: str = "tanh") -> None:
+    def __init__(
+        self,
+        obs_dim: int,
+        space: spaces.MultiDiscrete,
+        hidden: Sequence[int],
+        activation: str = "tanh",
+    ) -> None:
         nvec = np.asarray(space.nvec).flatten()
         self.sizes = [int(n) for n in nvec]
         self.width = max(self.sizes)
@@ -183,8 +195,9 @@ class MultiCategoricalPolicy(Policy):
 
     def distribution(self, out: Tensor) -> Distribution:
         logits = out.unflatten(-1, (len(self.sizes), self.width)) + self.pad
-        return Independent(GumbelCategorical(logits=logits, validate_args=False), 1,
-                           validate_args=False)
+        return Independent(
+            GumbelCategorical(logits=logits, validate_args=False), 1, validate_args=False
+        )
 
     def mode(self, dist: Distribution) -> Tensor:
         return dist.base_dist.logits.argmax(-1)  # type: ignore[attr-defined]
@@ -195,8 +208,13 @@ class MultiCategoricalPolicy(Policy):
 
 
 class BernoulliPolicy(Policy):
-    def __init__(self, obs_dim: int, space: spaces.MultiBinary, hidden: Sequence[int],
-                 activation: str = "tanh") -> None:
+    def __init__(
+        self,
+        obs_dim: int,
+        space: spaces.MultiBinary,
+        hidden: Sequence[int],
+        activation: str = "tanh",
+    ) -> None:
         self.dim = int(np.prod(space.shape))
         super().__init__(obs_dim, self.dim, hidden, activation)
         self.action_space = space
@@ -287,6 +305,12 @@ class RunningNorm(nn.Module):
         total = self.count + n
         delta = batch_mean - self.mean
         self.mean += delta * (n / total).float()
-        self.var.copy_((self.var * self.count.float() + batch_var * n
-                        + delta.pow(2) * (self.count * n / total).float()) / total.float())
+        self.var.copy_(
+            (
+                self.var * self.count.float()
+                + batch_var * n
+                + delta.pow(2) * (self.count * n / total).float()
+            )
+            / total.float()
+        )
         self.count.copy_(total)

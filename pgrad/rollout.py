@@ -59,10 +59,16 @@ class Rollout:
         return int(self.rewards.numel())
 
     def to(self, device: torch.device | str) -> Rollout:
-        moved = {k: getattr(self, k).to(device) for k in
-                 ("obs", "actions", "rewards", "terminated", "truncated", "mask")}
-        return Rollout(**moved, episode_returns=self.episode_returns,
-                       episode_lengths=self.episode_lengths, weights_version=self.weights_version)
+        moved = {
+            k: getattr(self, k).to(device)
+            for k in ("obs", "actions", "rewards", "terminated", "truncated", "mask")
+        }
+        return Rollout(
+            **moved,
+            episode_returns=self.episode_returns,
+            episode_lengths=self.episode_lengths,
+            weights_version=self.weights_version,
+        )
 
 
 Encoder = Callable[[Tensor], Tensor]
@@ -88,8 +94,15 @@ class Collector:
     ``Rollout.episode_returns`` are those of whole episodes.
     """
 
-    def __init__(self, envs: VectorEnv, policy: Policy, encode: Encoder, device: torch.device,
-                 seed: int, deterministic: bool = False) -> None:
+    def __init__(
+        self,
+        envs: VectorEnv,
+        policy: Policy,
+        encode: Encoder,
+        device: torch.device,
+        seed: int,
+        deterministic: bool = False,
+    ) -> None:
         mode = envs.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
         if AutoresetMode(mode) is not AutoresetMode.NEXT_STEP:
             raise ValueError(f"the collector needs next-step autoreset, the env uses {mode}")
@@ -118,8 +131,9 @@ class Collector:
         self._running_return[:] = 0.0
         self._running_length[:] = 0
 
-    def _step(self, obs: Tensor, step: int) -> tuple[Tensor, Tensor, np.ndarray, np.ndarray,
-                                                     np.ndarray]:
+    def _step(
+        self, obs: Tensor, step: int
+    ) -> tuple[Tensor, Tensor, np.ndarray, np.ndarray, np.ndarray]:
         """One policy call and one environment step; call under ``torch.inference_mode``.
 
         Returns the action, the next encoded observation, and the raw rewards, terminated and
@@ -136,11 +150,14 @@ class Collector:
         if not np.isfinite(rewards).all():
             t, env = (int(i[0]) for i in np.nonzero(~np.isfinite(rewards)))
             num_envs = rewards.shape[1]
-            raise NonFiniteError(f"non-finite reward {rewards[t, env]} from environment {env} "
-                                 f"at step {step_offset + t * num_envs}")
+            raise NonFiniteError(
+                f"non-finite reward {rewards[t, env]} from environment {env} "
+                f"at step {step_offset + t * num_envs}"
+            )
 
-    def _track_episodes(self, rewards: np.ndarray, done: np.ndarray, mask: np.ndarray,
-                        rollout: Rollout) -> None:
+    def _track_episodes(
+        self, rewards: np.ndarray, done: np.ndarray, mask: np.ndarray, rollout: Rollout
+    ) -> None:
         """Accumulate per-env return and length; record each episode that ends. Arrays are [T, N].
 
         Running sums over time (seeded with the returns carried in from the last rollout) give
@@ -162,10 +179,8 @@ class Collector:
             before = by_env[:-1][same_env]
             prev_return[by_env[1:][same_env]] = cum_return[end_t[before], end_env[before]]
             prev_length[by_env[1:][same_env]] = cum_length[end_t[before], end_env[before]]
-            rollout.episode_returns.extend(
-                (cum_return[end_t, end_env] - prev_return).tolist())
-            rollout.episode_lengths.extend(
-                (cum_length[end_t, end_env] - prev_length).tolist())
+            rollout.episode_returns.extend((cum_return[end_t, end_env] - prev_return).tolist())
+            rollout.episode_lengths.extend((cum_length[end_t, end_env] - prev_length).tolist())
         # what carries into the next rollout: the sums since each environment's last end
         last_end = np.where(ends.any(0), ends.shape[0] - 1 - np.argmax(ends[::-1], axis=0), -1)
         envs = np.arange(ends.shape[1])
@@ -193,7 +208,8 @@ class Collector:
         with torch.inference_mode():
             for t in range(T):
                 action, obs[t + 1], rewards[t], terminated[t], truncated[t] = self._step(
-                    obs[t], step_offset + t * N)
+                    obs[t], step_offset + t * N
+                )
                 action_list.append(action)
         self._check_rewards(rewards, step_offset)
         # next-step autoreset: the step after an episode ended is dead (see the module docstring)
@@ -205,8 +221,9 @@ class Collector:
         self._obs = obs[T].clone()
         return self._finish(obs, torch.stack(action_list), rewards, terminated, truncated, mask)
 
-    def collect_episodes(self, reset_seed: int | list[int] | None, max_steps: int,
-                         step_offset: int = 0) -> Rollout:
+    def collect_episodes(
+        self, reset_seed: int | list[int] | None, max_steps: int, step_offset: int = 0
+    ) -> Rollout:
         """One whole episode in every environment, each started by a reset with ``reset_seed``.
 
         Environments whose episode ended wait (masked) until the last one ends. An episode still
@@ -222,7 +239,8 @@ class Collector:
         with torch.inference_mode():
             while running.any() and t < max_steps:
                 action, next_obs, rewards, terminated, truncated = self._step(
-                    obs_list[-1], step_offset + t * N)
+                    obs_list[-1], step_offset + t * N
+                )
                 obs_list.append(next_obs)
                 action_list.append(action)
                 reward_list.append(rewards)
@@ -238,11 +256,24 @@ class Collector:
         # the environments are mid-autoreset now; the next collect_episodes resets them anyway
         self._obs = None
         # stacked outside inference mode, so that an update can backpropagate through them
-        return self._finish(torch.stack(obs_list), torch.stack(action_list), rewards_arr,
-                            np.stack(term_list), truncated_arr, np.stack(mask_list))
+        return self._finish(
+            torch.stack(obs_list),
+            torch.stack(action_list),
+            rewards_arr,
+            np.stack(term_list),
+            truncated_arr,
+            np.stack(mask_list),
+        )
 
-    def _finish(self, obs: Tensor, actions: Tensor, rewards: np.ndarray, terminated: np.ndarray,
-                truncated: np.ndarray, mask: np.ndarray) -> Rollout:
+    def _finish(
+        self,
+        obs: Tensor,
+        actions: Tensor,
+        rewards: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        mask: np.ndarray,
+    ) -> Rollout:
         rewards = np.where(mask, rewards, np.float32(0.0))
         terminated &= mask
         truncated &= mask

@@ -17,7 +17,9 @@ def check_available() -> None:
         raise ValueError("--video needs moviepy: pip install 'pgrad[video]'") from None
 
 
-def record(agent: Any, folder: Path, episodes: int, deterministic: bool, seed: int | None) -> list[Path]:
+def record(
+    agent: Any, folder: Path, episodes: int, deterministic: bool, seed: int | None
+) -> list[Path]:
     """Play ``episodes`` episodes with ``agent`` in a rendered environment; returns the MP4 files."""
     check_available()
     # render off-screen: no display, no audio device
@@ -28,7 +30,9 @@ def record(agent: Any, folder: Path, episodes: int, deterministic: bool, seed: i
     try:
         env = gym.make(agent.config.env_id, render_mode="rgb_array")
     except Exception:  # gymnasium raises several kinds for an env without rgb_array frames
-        raise ValueError(f"{agent.config.env_id} cannot render rgb_array frames for --video") from None
+        raise ValueError(
+            f"{agent.config.env_id} cannot render rgb_array frames for --video"
+        ) from None
     env = RecordVideo(env, str(folder), episode_trigger=lambda _: True, disable_logger=True)
     try:
         for episode in range(episodes):

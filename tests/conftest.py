@@ -20,8 +20,9 @@ class TargetEnv(gym.Env):
         self.action_space = action_space
         self.size = int(np.prod(action_space.shape)) if action_space.shape else 1
         box = spaces.Box(-1.0, 1.0, (self.size,), np.float32)
-        self.observation_space = (spaces.Dict({"target": box, "t": spaces.Discrete(6)})
-                                  if dict_obs else box)
+        self.observation_space = (
+            spaces.Dict({"target": box, "t": spaces.Discrete(6)}) if dict_obs else box
+        )
         self.dict_obs = dict_obs
 
     def _obs(self):

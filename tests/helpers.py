@@ -16,14 +16,21 @@ def pgrad_cmd(*args: str) -> list[str]:
 
 def pgrad(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    return subprocess.run(pgrad_cmd(*args), cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        pgrad_cmd(*args), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def popen_pgrad(*args: str, cwd: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    return subprocess.Popen(pgrad_cmd(*args), cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        pgrad_cmd(*args),
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def assert_clean_error(result: subprocess.CompletedProcess, fragment: str, code: int = 2) -> None:
@@ -40,5 +47,8 @@ def all_scalars(run_dir: Path, skip: tuple[str, ...] = ("charts/SPS",)) -> dict[
 
     events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     events.Reload()
-    return {tag: [(e.step, e.value) for e in events.Scalars(tag)]
-            for tag in events.Tags()["scalars"] if tag not in skip}
+    return {
+        tag: [(e.step, e.value) for e in events.Scalars(tag)]
+        for tag in events.Tags()["scalars"]
+        if tag not in skip
+    }

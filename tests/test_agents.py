@@ -16,9 +16,15 @@ from pgrad.envs import ENV_IDS
 from pgrad.envs.short_corridor import OPTIMAL_VALUE, expected_return
 
 BASELINES = ["none", "ema", "value", "loo", "group"]
-SPACE_ENVS = ["CartPole-v1", "pgradtest/BoxAction-v0", "pgradtest/MultiDiscrete-v0",
-              "pgradtest/MultiBinary-v0", "pgradtest/DictObs-v0", "pgrad/ShortCorridor-v0",
-              "FrozenLake-v1"]
+SPACE_ENVS = [
+    "CartPole-v1",
+    "pgradtest/BoxAction-v0",
+    "pgradtest/MultiDiscrete-v0",
+    "pgradtest/MultiBinary-v0",
+    "pgradtest/DictObs-v0",
+    "pgrad/ShortCorridor-v0",
+    "FrozenLake-v1",
+]
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
@@ -44,11 +50,24 @@ def test_short_corridor_value_formula_matches_monte_carlo():
 
 
 @pytest.mark.parametrize("env_id", SPACE_ENVS)
-@pytest.mark.parametrize("agent_cls,baseline", [(Reinforce, b) for b in BASELINES] + [(A2C, "value")])
+@pytest.mark.parametrize(
+    "agent_cls,baseline", [(Reinforce, b) for b in BASELINES] + [(A2C, "value")]
+)
 def test_every_agent_on_every_space(env_id, agent_cls, baseline, tmp_path):
-    agent = agent_cls(env_id=env_id, baseline=baseline, num_envs=4, group_size=2, num_steps=8,
-                      total_steps=200, hidden=(16,), run_dir=tmp_path / "run", quiet=True,
-                      max_episode_steps=50, vectorization="sync", ent_coef=0.01)
+    agent = agent_cls(
+        env_id=env_id,
+        baseline=baseline,
+        num_envs=4,
+        group_size=2,
+        num_steps=8,
+        total_steps=200,
+        hidden=(16,),
+        run_dir=tmp_path / "run",
+        quiet=True,
+        max_episode_steps=50,
+        vectorization="sync",
+        ent_coef=0.01,
+    )
     before = [p.detach().clone() for p in agent.policy.parameters()]
     agent.train()
     assert agent.global_step >= 200 and agent.updates >= 1
@@ -57,8 +76,9 @@ def test_every_agent_on_every_space(env_id, agent_cls, baseline, tmp_path):
     assert all(torch.isfinite(p).all() for p in after)
     action = agent.act(agent.envs.single_observation_space.sample(), deterministic=True)
     flat_space = agent.envs.single_action_space
-    assert flat_space.contains(np.asarray(action, dtype=flat_space.dtype)
-                               if flat_space.shape else int(action))
+    assert flat_space.contains(
+        np.asarray(action, dtype=flat_space.dtype) if flat_space.shape else int(action)
+    )
     result = agent.evaluate(3)
     assert result["episodes"] == 3 and math.isfinite(result["mean_return"])
 
@@ -77,8 +97,14 @@ def test_unsupported_action_space_names_it(tmp_path):
 
 def test_collector_masks_dead_transition_and_keeps_final_observation():
     """Next-step autoreset: the step after an episode ends is dead; obs[t+1] is the final obs."""
-    agent = A2C(env_id="CartPole-v1", num_envs=3, num_steps=200, quiet=True, max_episode_steps=20,
-                vectorization="sync")
+    agent = A2C(
+        env_id="CartPole-v1",
+        num_envs=3,
+        num_steps=200,
+        quiet=True,
+        max_episode_steps=20,
+        vectorization="sync",
+    )
     rollout = agent.collect()
     done = rollout.terminated | rollout.truncated
     assert done.any()
@@ -94,7 +120,7 @@ def test_collector_masks_dead_transition_and_keeps_final_observation():
         while start > 0 and not done[start - 1, n]:
             start -= 1
         # from a reset (start 0) or a dead step (masked), 20 real steps reach the time limit
-        assert rollout.mask[start:t + 1, n].sum() == 20
+        assert rollout.mask[start : t + 1, n].sum() == 20
     # the stored final observation differs from the reset observation that follows it
     assert not torch.equal(rollout.obs[t_idx + 1, n_idx], rollout.obs[t_idx + 2, n_idx])
     assert rollout.mask.sum() < rollout.mask.numel()
@@ -112,8 +138,14 @@ def test_episode_rollouts_hold_one_whole_episode_per_env():
 
 
 def test_groups_start_from_identical_resets():
-    agent = Reinforce(env_id="pgradtest/BoxAction-v0", num_envs=4, group_size=2, baseline="loo",
-                      quiet=True, vectorization="sync")
+    agent = Reinforce(
+        env_id="pgradtest/BoxAction-v0",
+        num_envs=4,
+        group_size=2,
+        baseline="loo",
+        quiet=True,
+        vectorization="sync",
+    )
     rollout = agent.collect()
     first = rollout.obs[0]
     assert torch.equal(first[0], first[1]) and torch.equal(first[2], first[3])
@@ -134,8 +166,15 @@ def test_save_load_roundtrip_and_same_actions(tmp_path):
 
 
 def test_an_acting_only_agent_has_no_critic_or_optimizer_and_loads_the_policy(tmp_path):
-    agent = A2C(env_id="CartPole-v1", total_steps=256, num_envs=2, num_steps=64,
-                normalize_obs=True, run_dir=tmp_path / "r", quiet=True).train()
+    agent = A2C(
+        env_id="CartPole-v1",
+        total_steps=256,
+        num_envs=2,
+        num_steps=64,
+        normalize_obs=True,
+        run_dir=tmp_path / "r",
+        quiet=True,
+    ).train()
     path = agent.save(tmp_path / "agent.pt")
     actor = A2C.for_evaluation(torch.load(path, weights_only=True))
     assert actor.critic is None and actor.optimizer is None and not actor.learner
@@ -156,10 +195,16 @@ def test_an_acting_only_agent_does_not_import_the_compiler():
     import subprocess
     import sys
 
-    code = ("import sys; from pgrad import A2C; A2C(env_id='CartPole-v1', num_envs=2, "
-            "quiet=True, learner={}); print('torch._dynamo' in sys.modules)")
-    seen = [subprocess.run([sys.executable, "-c", code.format(flag)], capture_output=True,
-                           text=True, check=True).stdout.strip() for flag in (False, True)]
+    code = (
+        "import sys; from pgrad import A2C; A2C(env_id='CartPole-v1', num_envs=2, "
+        "quiet=True, learner={}); print('torch._dynamo' in sys.modules)"
+    )
+    seen = [
+        subprocess.run(
+            [sys.executable, "-c", code.format(flag)], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        for flag in (False, True)
+    ]
     assert seen == ["False", "True"]
 
 
@@ -172,8 +217,12 @@ def test_act_takes_raw_dict_observations_one_or_batched():
     assert agent.act(obs, deterministic=True) == agent.act(flat, deterministic=True)
     vec = gym.make_vec("pgradtest/DictObs-v0", num_envs=3, vectorization_mode="sync")
     batch, _ = vec.reset(seed=1)
-    rows = np.stack([gym.spaces.flatten(env.observation_space,
-                                        {k: v[i] for k, v in batch.items()}) for i in range(3)])
+    rows = np.stack(
+        [
+            gym.spaces.flatten(env.observation_space, {k: v[i] for k, v in batch.items()})
+            for i in range(3)
+        ]
+    )
     actions = agent.act(batch, deterministic=True)
     assert actions.shape == (3,)
     assert np.array_equal(actions, agent.act(rows, deterministic=True))
@@ -196,8 +245,14 @@ def test_subclass_hooks_one_level(tmp_path):
 def test_gradient_diagnostics_are_logged(tmp_path):
     from pgrad.plot import read_scalars
 
-    agent = A2C(env_id="CartPole-v1", total_steps=1024, num_envs=8, grad_diagnostics=True,
-                run_dir=tmp_path / "d", quiet=True)
+    agent = A2C(
+        env_id="CartPole-v1",
+        total_steps=1024,
+        num_envs=8,
+        grad_diagnostics=True,
+        run_dir=tmp_path / "d",
+        quiet=True,
+    )
     agent.train()
     steps, variance = read_scalars(tmp_path / "d", "diagnostics/grad_variance")
     _, snr = read_scalars(tmp_path / "d", "diagnostics/grad_snr")
@@ -222,8 +277,14 @@ def test_running_norm_matches_batch_statistics():
 
 @pytest.mark.parametrize("optimizer", ["adam", "rmsprop"])
 def test_observation_normalisation_is_saved_with_the_weights(optimizer, tmp_path):
-    agent = A2C(env_id="CartPole-v1", total_steps=2048, normalize_obs=True, optimizer=optimizer,
-                run_dir=tmp_path / "r", quiet=True).train()
+    agent = A2C(
+        env_id="CartPole-v1",
+        total_steps=2048,
+        normalize_obs=True,
+        optimizer=optimizer,
+        run_dir=tmp_path / "r",
+        quiet=True,
+    ).train()
     assert agent.obs_norm is not None and agent.obs_norm.count > 0
     assert agent.policy.obs_norm is agent.critic.obs_norm is agent.obs_norm
     loaded = A2C.load(agent.save(tmp_path / "a.pt"))

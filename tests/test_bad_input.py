@@ -80,14 +80,18 @@ class Hostile:
         return (exec, ("open('PWNED', 'w').write('code ran')",))
 
 
-@pytest.mark.parametrize("args,fragment", BAD_INVOCATIONS, ids=lambda v: " ".join(v)[:50]
-                         if isinstance(v, list) else None)
+@pytest.mark.parametrize(
+    "args,fragment",
+    BAD_INVOCATIONS,
+    ids=lambda v: " ".join(v)[:50] if isinstance(v, list) else None,
+)
 def test_bad_invocation_is_one_clean_line(args, fragment, tmp_path):
     make_fixtures(tmp_path)
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     assert_clean_error(pgrad(*args, cwd=tmp_path, timeout=120), fragment)
-    after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")
-                   if "__pycache__" not in p.parts)
+    after = sorted(
+        p.relative_to(tmp_path) for p in tmp_path.rglob("*") if "__pycache__" not in p.parts
+    )
     assert after == before, "a failed command left files behind"
     assert not (tmp_path / "PWNED").exists()
 
@@ -97,9 +101,12 @@ def test_corpus_is_large():
 
 
 field_names = st.sampled_from(sorted(field_types()))
-raw_values = st.one_of(st.text(max_size=12), st.integers(-10**6, 10**12).map(str),
-                       st.floats(allow_nan=True, allow_infinity=True).map(str),
-                       st.sampled_from(["true", "no", "1,2", "", "()", "1e9", "-1", "0"]))
+raw_values = st.one_of(
+    st.text(max_size=12),
+    st.integers(-(10**6), 10**12).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(str),
+    st.sampled_from(["true", "no", "1,2", "", "()", "1e9", "-1", "0"]),
+)
 
 
 @settings(max_examples=300, deadline=None)

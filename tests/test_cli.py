@@ -11,8 +11,17 @@ from helpers import ROOT, pgrad
 
 
 def train_small(tmp_path: Path, *extra: str) -> Path:
-    result = pgrad("train", "pgrad/Bandit-v0", "--total-steps", "640", "--quiet",
-                   "--logdir", "runs", *extra, cwd=tmp_path)
+    result = pgrad(
+        "train",
+        "pgrad/Bandit-v0",
+        "--total-steps",
+        "640",
+        "--quiet",
+        "--logdir",
+        "runs",
+        *extra,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     last = result.stdout.strip().splitlines()[-1]
     assert last.startswith("run directory: ")
@@ -22,8 +31,20 @@ def train_small(tmp_path: Path, *extra: str) -> Path:
 def test_help_explains_every_flag(tmp_path):
     result = pgrad("train", "--help", cwd=tmp_path)
     assert result.returncode == 0
-    for flag in ("--agent", "--total-steps", "--num-envs", "--seed", "--device", "--logdir",
-                 "--run-name", "--set", "--resume", "--quiet", "learning_rate", "gamma"):
+    for flag in (
+        "--agent",
+        "--total-steps",
+        "--num-envs",
+        "--seed",
+        "--device",
+        "--logdir",
+        "--run-name",
+        "--set",
+        "--resume",
+        "--quiet",
+        "learning_rate",
+        "gamma",
+    ):
         assert flag in result.stdout
     for command in ("eval", "list", "plot"):
         assert pgrad(command, "--help", cwd=tmp_path).returncode == 0
@@ -65,8 +86,17 @@ def readme_example() -> str:
 
 def test_readme_subclass_example_trains(tmp_path):
     (tmp_path / "my_file.py").write_text(readme_example())
-    result = pgrad("train", "--agent", "my_file.py:MyAgent", "--total-steps", "2000", "--quiet",
-                   "--run-name", "mine", cwd=tmp_path)
+    result = pgrad(
+        "train",
+        "--agent",
+        "my_file.py:MyAgent",
+        "--total-steps",
+        "2000",
+        "--quiet",
+        "--run-name",
+        "mine",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     from pgrad.plot import read_scalars
 
@@ -76,16 +106,16 @@ def test_readme_subclass_example_trains(tmp_path):
 
 def test_eval_of_a_grouped_baseline_run_and_stochastic(tmp_path):
     run_dir = train_small(tmp_path, "--set", "baseline=loo", "--set", "group_size=4")
-    result = pgrad("eval", str(run_dir), "--episodes", "3", "--stochastic", "--json",
-                   cwd=tmp_path)
+    result = pgrad("eval", str(run_dir), "--episodes", "3", "--stochastic", "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["episodes"] == 3
 
 
 def test_eval_records_video(tmp_path):
     pytest.importorskip("moviepy")
-    result = pgrad("train", "CartPole-v1", "--total-steps", "1000", "--quiet", "--run-name", "cp",
-                   cwd=tmp_path)
+    result = pgrad(
+        "train", "CartPole-v1", "--total-steps", "1000", "--quiet", "--run-name", "cp", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     run_dir = tmp_path / "runs" / "cp"
     result = pgrad("eval", str(run_dir), "--episodes", "2", "--video", "vids", cwd=tmp_path)
@@ -98,8 +128,17 @@ def test_readme_subclass_example_evaluates_with_its_agent(tmp_path):
     from helpers import assert_clean_error
 
     (tmp_path / "my_file.py").write_text(readme_example())
-    result = pgrad("train", "--agent", "my_file.py:MyAgent", "--total-steps", "500", "--quiet",
-                   "--run-name", "mine", cwd=tmp_path)
+    result = pgrad(
+        "train",
+        "--agent",
+        "my_file.py:MyAgent",
+        "--total-steps",
+        "500",
+        "--quiet",
+        "--run-name",
+        "mine",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     result = pgrad("eval", "runs/mine", "--agent", "my_file.py:MyAgent", "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr

@@ -39,8 +39,8 @@ def test_gumbel_categorical_has_categoricals_log_prob_entropy_and_gradients():
         torch.testing.assert_close(getattr(fast, name), getattr(plain, name))
     torch.testing.assert_close(fast.entropy(), plain.entropy())
     torch.testing.assert_close(fast.log_prob(actions), plain.log_prob(actions))
-    grad_fast, = torch.autograd.grad((fast.log_prob(actions) + fast.entropy()).sum(), logits)
-    grad_plain, = torch.autograd.grad((plain.log_prob(actions) + plain.entropy()).sum(), logits)
+    (grad_fast,) = torch.autograd.grad((fast.log_prob(actions) + fast.entropy()).sum(), logits)
+    (grad_plain,) = torch.autograd.grad((plain.log_prob(actions) + plain.entropy()).sum(), logits)
     torch.testing.assert_close(grad_fast, grad_plain)
 
 

@@ -42,10 +42,16 @@ def small_rollout(T: int, N: int, fill: float, version: int = 0) -> Rollout:
     terminated = torch.zeros(T, N, dtype=torch.bool)
     terminated[-1, 0] = True
     return Rollout(
-        obs=torch.full((T + 1, N, 3), fill), actions=torch.arange(T * N).reshape(T, N),
-        rewards=torch.full((T, N), fill), terminated=terminated,
-        truncated=torch.zeros(T, N, dtype=torch.bool), mask=torch.ones(T, N, dtype=torch.bool),
-        episode_returns=[fill * T], episode_lengths=[T], weights_version=version)
+        obs=torch.full((T + 1, N, 3), fill),
+        actions=torch.arange(T * N).reshape(T, N),
+        rewards=torch.full((T, N), fill),
+        terminated=terminated,
+        truncated=torch.zeros(T, N, dtype=torch.bool),
+        mask=torch.ones(T, N, dtype=torch.bool),
+        episode_returns=[fill * T],
+        episode_lengths=[T],
+        weights_version=version,
+    )
 
 
 # -- pure helpers (no Ray needed) -------------------------------------------------------------------
@@ -90,8 +96,9 @@ def test_merge_refuses_mismatched_shapes():
 def test_stale_weights_version_is_refused():
     check_versions([small_rollout(2, 1, 0.0, version=7)] * 2, expected=7)
     with pytest.raises(StaleRolloutError, match=r"version 7 .*worker 1: version 6"):
-        check_versions([small_rollout(2, 1, 0.0, version=7), small_rollout(2, 1, 0.0, version=6)],
-                       expected=7)
+        check_versions(
+            [small_rollout(2, 1, 0.0, version=7), small_rollout(2, 1, 0.0, version=6)], expected=7
+        )
 
 
 def test_reset_seeds_are_split_or_derived_per_worker():
@@ -112,9 +119,25 @@ def test_workers_without_ray_fail_with_one_line(tmp_path):
     (fake / "__init__.py").write_text("raise ImportError('ray is not installed (test)')\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake.parent), str(ROOT)])}
 
-    result = subprocess.run([sys.executable, "-m", "pgrad.cli", "train", "--workers", "2",
-                             "--total-steps", "100", "--logdir", "runs"], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pgrad.cli",
+            "train",
+            "--workers",
+            "2",
+            "--total-steps",
+            "100",
+            "--logdir",
+            "runs",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "pgrad[ray]" in lines[0], result.stderr
@@ -125,8 +148,19 @@ def test_workers_without_ray_fail_with_one_line(tmp_path):
 # -- with Ray ---------------------------------------------------------------------------------------
 def test_cli_trains_with_two_workers(tmp_path):
     pytest.importorskip("ray")
-    result = pgrad("train", "CartPole-v1", "--workers", "2", "--total-steps", "5000", "--quiet",
-                   "--logdir", "runs", cwd=tmp_path, timeout=240)
+    result = pgrad(
+        "train",
+        "CartPole-v1",
+        "--workers",
+        "2",
+        "--total-steps",
+        "5000",
+        "--quiet",
+        "--logdir",
+        "runs",
+        cwd=tmp_path,
+        timeout=240,
+    )
     assert result.returncode == 0, result.stderr
     last = result.stdout.strip().splitlines()[-1]
     assert last.startswith("run directory: "), result.stdout
@@ -134,16 +168,31 @@ def test_cli_trains_with_two_workers(tmp_path):
     assert list((run_dir / "checkpoints").glob("step_*.pt"))
 
 
-@pytest.mark.parametrize("address, fragment", [
-    ("nonsense", "must be 'auto' or HOST:PORT"),
-    ("127.0.0.1:1", "cannot reach a Ray cluster at 127.0.0.1:1"),
-])
+@pytest.mark.parametrize(
+    "address, fragment",
+    [
+        ("nonsense", "must be 'auto' or HOST:PORT"),
+        ("127.0.0.1:1", "cannot reach a Ray cluster at 127.0.0.1:1"),
+    ],
+)
 def test_a_bad_ray_address_fails_in_seconds_with_one_line(tmp_path, address, fragment):
     """Ray itself retries an unreachable address for minutes; pgrad checks it first."""
     pytest.importorskip("ray")
     start = time.monotonic()
-    result = pgrad("train", "CartPole-v1", "--workers", "2", "--ray-address", address,
-                   "--total-steps", "100", "--logdir", "runs", cwd=tmp_path, timeout=60)
+    result = pgrad(
+        "train",
+        "CartPole-v1",
+        "--workers",
+        "2",
+        "--ray-address",
+        address,
+        "--total-steps",
+        "100",
+        "--logdir",
+        "runs",
+        cwd=tmp_path,
+        timeout=60,
+    )
     assert_clean_error(result, fragment)
     assert time.monotonic() - start < 30
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
@@ -154,10 +203,25 @@ def test_a_file_agent_reaches_the_workers(tmp_path):
     pytest.importorskip("ray")
     (tmp_path / "my_agent.py").write_text(
         "from pgrad.agent import A2C\n\n\n"
-        "class Mine(A2C):\n    name = 'mine'\n    defaults = {**A2C.defaults, 'num_envs': 2}\n")
-    result = pgrad("train", "CartPole-v1", "--agent", f"{tmp_path / 'my_agent.py'}:Mine",
-                   "--workers", "2", "--total-steps", "512", "--set", "eval_episodes=0",
-                   "--quiet", "--logdir", "runs", cwd=Path(tmp_path), timeout=240)
+        "class Mine(A2C):\n    name = 'mine'\n    defaults = {**A2C.defaults, 'num_envs': 2}\n"
+    )
+    result = pgrad(
+        "train",
+        "CartPole-v1",
+        "--agent",
+        f"{tmp_path / 'my_agent.py'}:Mine",
+        "--workers",
+        "2",
+        "--total-steps",
+        "512",
+        "--set",
+        "eval_episodes=0",
+        "--quiet",
+        "--logdir",
+        "runs",
+        cwd=Path(tmp_path),
+        timeout=240,
+    )
     assert result.returncode == 0, result.stderr
     assert "__mine__" in result.stdout.strip().splitlines()[-1]
 
@@ -169,10 +233,27 @@ def test_ctrl_c_checkpoints_and_the_workers_survive_it(tmp_path):
     import signal
 
     env = {**os.environ, "PYTHONWARNINGS": "default"}
-    proc = subprocess.Popen(pgrad_cmd("train", "CartPole-v1", "--workers", "2", "--total-steps",
-                                      "100000000", "--quiet", "--logdir", "runs", "--run-name",
-                                      "ctrl-c"), cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        pgrad_cmd(
+            "train",
+            "CartPole-v1",
+            "--workers",
+            "2",
+            "--total-steps",
+            "100000000",
+            "--quiet",
+            "--logdir",
+            "runs",
+            "--run-name",
+            "ctrl-c",
+        ),
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     run_dir = tmp_path / "runs" / "ctrl-c"
     try:
         deadline = time.monotonic() + 180
@@ -268,8 +349,9 @@ def _wait_until_cpus_free(ray, cpus: float, timeout_s: float = 60.0) -> None:
         else:
             free_since = None
         time.sleep(0.1)
-    raise AssertionError(f"{cpus} CPUs not free within {timeout_s} s: "
-                         f"{ray.available_resources().get('CPU', 0)} free")
+    raise AssertionError(
+        f"{cpus} CPUs not free within {timeout_s} s: {ray.available_resources().get('CPU', 0)} free"
+    )
 
 
 def test_a_closed_collector_starts_its_workers_again_on_the_next_collect(ray_cluster):
@@ -286,8 +368,16 @@ def test_a_closed_collector_starts_its_workers_again_on_the_next_collect(ray_clu
 def test_same_seed_and_workers_give_the_same_run(ray_cluster, tmp_path):
     weights = []
     for run in range(2):
-        agent = A2C(workers=2, num_envs=4, num_steps=32, total_steps=8 * 256, seed=5,
-                    eval_episodes=0, run_dir=tmp_path / str(run), quiet=True).train()
+        agent = A2C(
+            workers=2,
+            num_envs=4,
+            num_steps=32,
+            total_steps=8 * 256,
+            seed=5,
+            eval_episodes=0,
+            run_dir=tmp_path / str(run),
+            quiet=True,
+        ).train()
         agent.collector.close()
         assert agent.global_step == 8 * 256
         weights.append(agent.policy.state_dict())
@@ -295,12 +385,20 @@ def test_same_seed_and_workers_give_the_same_run(ray_cluster, tmp_path):
         assert torch.equal(weights[0][name], weights[1][name]), name
 
 
-def test_killed_worker_is_restarted_and_its_partial_rollout_dropped(ray_cluster, tmp_path,
-                                                                     monkeypatch):
+def test_killed_worker_is_restarted_and_its_partial_rollout_dropped(
+    ray_cluster, tmp_path, monkeypatch
+):
     updates, num_steps, num_envs = 10, 256, 4
-    agent = A2C(workers=2, num_envs=num_envs, num_steps=num_steps, seed=3, eval_episodes=0,
-                total_steps=updates * num_steps * 2 * num_envs, run_dir=tmp_path / "run",
-                quiet=True)
+    agent = A2C(
+        workers=2,
+        num_envs=num_envs,
+        num_steps=num_steps,
+        seed=3,
+        eval_episodes=0,
+        total_steps=updates * num_steps * 2 * num_envs,
+        run_dir=tmp_path / "run",
+        quiet=True,
+    )
     collector = agent.collector
     pid_before = ray_cluster.get(collector.actors[0].ping.remote())
     logged: list[float] = []
@@ -316,6 +414,7 @@ def test_killed_worker_is_restarted_and_its_partial_rollout_dropped(ray_cluster,
 
     def collect_and_kill():
         if len(rollouts) == 3:  # kill worker 0 while it is collecting the 4th rollout
+
             def kill():
                 time.sleep(0.02)
                 ray_cluster.kill(collector.actors[0], no_restart=False)
@@ -353,8 +452,14 @@ def test_two_workers_learn_cartpole_like_one_process(ray_cluster, tmp_path):
     results: dict[int, list[float]] = {0: [], 2: []}
     for seed in (1, 2):
         for workers, num_envs in ((0, 8), (2, 4)):
-            agent = CartPole(seed=seed, workers=workers, num_envs=num_envs, total_steps=50_000,
-                             run_dir=tmp_path / f"{seed}-{workers}", quiet=True).train()
+            agent = CartPole(
+                seed=seed,
+                workers=workers,
+                num_envs=num_envs,
+                total_steps=50_000,
+                run_dir=tmp_path / f"{seed}-{workers}",
+                quiet=True,
+            ).train()
             if workers:
                 agent.collector.close()
             assert 50_000 <= agent.global_step < 50_000 + 8 * 500

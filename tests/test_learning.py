@@ -10,10 +10,19 @@ from pgrad.agents import Bandit, CartPole, ShortCorridor
 from pgrad.envs.short_corridor import OPTIMAL_P_RIGHT, OPTIMAL_VALUE
 from pgrad.plot import read_scalars
 
-TAGS = ["charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/learning_rate",
-        "losses/policy_loss", "losses/entropy", "losses/value_loss", "diagnostics/grad_norm",
-        "diagnostics/explained_variance", "diagnostics/advantage_mean",
-        "diagnostics/advantage_std"]
+TAGS = [
+    "charts/episodic_return",
+    "charts/episodic_length",
+    "charts/SPS",
+    "charts/learning_rate",
+    "losses/policy_loss",
+    "losses/entropy",
+    "losses/value_loss",
+    "diagnostics/grad_norm",
+    "diagnostics/explained_variance",
+    "diagnostics/advantage_mean",
+    "diagnostics/advantage_std",
+]
 
 
 @pytest.mark.slow

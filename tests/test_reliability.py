@@ -35,13 +35,25 @@ def assert_bitwise_equal(a, b, dir_a: Path, dir_b: Path) -> None:
         assert scalars_a[tag] == scalars_b[tag], tag
 
 
-@pytest.mark.parametrize("agent_cls,vectorization", [(A2C, "sync"), (A2C, "vector_entry_point"),
-                                                     (A2C, "async"),
-                                                     (Reinforce, "sync"),
-                                                     (Reinforce, "vector_entry_point")])
+@pytest.mark.parametrize(
+    "agent_cls,vectorization",
+    [
+        (A2C, "sync"),
+        (A2C, "vector_entry_point"),
+        (A2C, "async"),
+        (Reinforce, "sync"),
+        (Reinforce, "vector_entry_point"),
+    ],
+)
 def test_same_seed_gives_bitwise_identical_runs(agent_cls, vectorization, tmp_path):
-    kwargs = dict(env_id="CartPole-v1", total_steps=3000, num_envs=4, seed=5,
-                  vectorization=vectorization, quiet=True)
+    kwargs = dict(
+        env_id="CartPole-v1",
+        total_steps=3000,
+        num_envs=4,
+        seed=5,
+        vectorization=vectorization,
+        quiet=True,
+    )
     a = agent_cls(run_dir=tmp_path / "a", **kwargs).train()
     b = agent_cls(run_dir=tmp_path / "b", **kwargs).train()
     assert_bitwise_equal(a, b, tmp_path / "a", tmp_path / "b")
@@ -71,8 +83,15 @@ def test_two_resumes_from_one_checkpoint_are_identical(tmp_path):
 
 
 def test_checkpoint_holds_everything_and_keeps_last_k(tmp_path):
-    agent = A2C(env_id="CartPole-v1", total_steps=3000, checkpoint_every=500, keep_checkpoints=2,
-                run_dir=tmp_path / "r", quiet=True, learning_rate_final=0.0).train()
+    agent = A2C(
+        env_id="CartPole-v1",
+        total_steps=3000,
+        checkpoint_every=500,
+        keep_checkpoints=2,
+        run_dir=tmp_path / "r",
+        quiet=True,
+        learning_rate_final=0.0,
+    ).train()
     kept = list_checkpoints(tmp_path / "r" / "checkpoints")
     assert len(kept) == 2
     state = load(kept[-1])
@@ -83,8 +102,19 @@ def test_checkpoint_holds_everything_and_keeps_last_k(tmp_path):
 
 
 def test_sigint_checkpoints_and_resume_continues_the_curve(tmp_path):
-    proc = popen_pgrad("train", "CartPole-v1", "--agent", "a2c", "--total-steps", "50000000",
-                       "--run-name", "int", "--set", "checkpoint_every=0", cwd=tmp_path)
+    proc = popen_pgrad(
+        "train",
+        "CartPole-v1",
+        "--agent",
+        "a2c",
+        "--total-steps",
+        "50000000",
+        "--run-name",
+        "int",
+        "--set",
+        "checkpoint_every=0",
+        cwd=tmp_path,
+    )
     run_dir = tmp_path / "runs" / "int"
     deadline = time.time() + 60
     while time.time() < deadline and not list(run_dir.glob("events.*")):
@@ -98,8 +128,15 @@ def test_sigint_checkpoints_and_resume_continues_the_curve(tmp_path):
     _, state = latest_loadable(run_dir / "checkpoints")
     stopped_at = state["global_step"]
     assert stopped_at > 0
-    result = pgrad("train", "--resume", str(Path("runs") / "int"), "--total-steps",
-                   str(stopped_at + 4096), "--quiet", cwd=tmp_path)
+    result = pgrad(
+        "train",
+        "--resume",
+        str(Path("runs") / "int"),
+        "--total-steps",
+        str(stopped_at + 4096),
+        "--quiet",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     steps = [s for s, _ in all_scalars(run_dir)["losses/policy_loss"]]
     assert steps == sorted(set(steps)) and steps[-1] >= stopped_at + 4096
@@ -112,9 +149,20 @@ def test_sigkill_at_any_moment_leaves_a_loadable_checkpoint(tmp_path):
     proc = None
     for trial, delay in enumerate([0.0, 0.13, 0.37, 0.61, 1.1]):
         run = f"kill{trial}"
-        proc = popen_pgrad("train", "CartPole-v1", "--agent", "a2c", "--total-steps", "90000000",
-                           "--run-name", run, "--set", "checkpoint_every=1", "--quiet",
-                           cwd=tmp_path)
+        proc = popen_pgrad(
+            "train",
+            "CartPole-v1",
+            "--agent",
+            "a2c",
+            "--total-steps",
+            "90000000",
+            "--run-name",
+            run,
+            "--set",
+            "checkpoint_every=1",
+            "--quiet",
+            cwd=tmp_path,
+        )
         folder = tmp_path / "runs" / run / "checkpoints"
         deadline = time.time() + 60
         while time.time() < deadline and not list_checkpoints(folder):
@@ -160,12 +208,13 @@ class Agent(pgrad.A2C):
 
 def test_nan_reward_stops_with_env_and_step_after_checkpoint(tmp_path):
     (tmp_path / "nan_env.py").write_text(NAN_ENV)
-    result = pgrad("train", "--agent", "nan_env.py:Agent", "--run-name", "nan", "--quiet",
-                   cwd=tmp_path)
+    result = pgrad(
+        "train", "--agent", "nan_env.py:Agent", "--run-name", "nan", "--quiet", cwd=tmp_path
+    )
     assert_clean_error(result, "non-finite reward nan from environment 0 at step", code=1)
     _, state = latest_loadable(tmp_path / "runs" / "nan" / "checkpoints")
     assert all(torch.isfinite(t).all() for t in state["policy"].values())
-    assert 0 < state["global_step"] <= 2 * 300  + 32  # 2 envs; the update before the NaN
+    assert 0 < state["global_step"] <= 2 * 300 + 32  # 2 envs; the update before the NaN
 
 
 class FlakyLoss(A2C):
@@ -183,8 +232,15 @@ class FlakyLoss(A2C):
 
 def test_nonfinite_loss_skips_update_and_stops_after_a_streak(tmp_path):
     FlakyLoss.bad_calls = {2, 3}
-    agent = FlakyLoss(env_id="CartPole-v1", total_steps=1024, num_envs=4, num_steps=32,
-                      run_dir=tmp_path / "a", quiet=True, max_nonfinite_updates=3)
+    agent = FlakyLoss(
+        env_id="CartPole-v1",
+        total_steps=1024,
+        num_envs=4,
+        num_steps=32,
+        run_dir=tmp_path / "a",
+        quiet=True,
+        max_nonfinite_updates=3,
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         agent.train()
@@ -193,8 +249,15 @@ def test_nonfinite_loss_skips_update_and_stops_after_a_streak(tmp_path):
     assert all(torch.isfinite(p).all() for p in agent.policy.parameters())
 
     FlakyLoss.bad_calls = set(range(3, 100))
-    agent = FlakyLoss(env_id="CartPole-v1", total_steps=100_000, num_envs=4, num_steps=32,
-                      run_dir=tmp_path / "b", quiet=True, max_nonfinite_updates=3)
+    agent = FlakyLoss(
+        env_id="CartPole-v1",
+        total_steps=100_000,
+        num_envs=4,
+        num_steps=32,
+        run_dir=tmp_path / "b",
+        quiet=True,
+        max_nonfinite_updates=3,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with pytest.raises(TrainingError, match="3 updates in a row"):
@@ -220,8 +283,13 @@ def test_hostile_checkpoint_is_refused_and_its_code_never_runs(tmp_path, monkeyp
 
 
 def test_truncated_newest_checkpoint_falls_back_to_the_previous(tmp_path):
-    A2C(env_id="CartPole-v1", total_steps=2048, checkpoint_every=512, run_dir=tmp_path / "r",
-        quiet=True).train()
+    A2C(
+        env_id="CartPole-v1",
+        total_steps=2048,
+        checkpoint_every=512,
+        run_dir=tmp_path / "r",
+        quiet=True,
+    ).train()
     paths = list_checkpoints(tmp_path / "r" / "checkpoints")
     data = paths[-1].read_bytes()
     paths[-1].write_bytes(data[: len(data) // 2])
@@ -236,8 +304,15 @@ def test_truncated_newest_checkpoint_falls_back_to_the_previous(tmp_path):
 
 def test_skipped_update_leaves_the_moving_average_baseline_alone(tmp_path):
     FlakyLoss.bad_calls = {2}
-    agent = FlakyLoss(env_id="CartPole-v1", baseline="ema", rollout="episodes", num_envs=4,
-                      total_steps=10**6, run_dir=tmp_path / "e", quiet=True)
+    agent = FlakyLoss(
+        env_id="CartPole-v1",
+        baseline="ema",
+        rollout="episodes",
+        num_envs=4,
+        total_steps=10**6,
+        run_dir=tmp_path / "e",
+        quiet=True,
+    )
     agent.update(agent.collect())
     value, count = agent.ema.value, agent.ema.num_updates
     with warnings.catch_warnings():
