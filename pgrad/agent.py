@@ -20,6 +20,7 @@ import math
 import signal
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -158,6 +159,7 @@ class Agent:
         self.weights_version = 0
         self._nonfinite_streak = 0
         self._stop_requested = False
+        self._stop_after_update = False
         self._policy_terms: tuple[Tensor, Tensor, Tensor] | None = None
         self._ema_pending: tuple[Tensor, Tensor] | None = None
 
@@ -444,9 +446,20 @@ class Agent:
             "diagnostics/grad_snr": signal_power / variance if variance > 0 else math.inf,
         }
 
-    def train(self, total_steps: int | None = None) -> Agent:
-        """Train until ``total_steps`` environment steps (default: the config's)."""
+    def train(
+        self,
+        total_steps: int | None = None,
+        callback: Callable[[Agent, dict[str, float]], None] | None = None,
+    ) -> Agent:
+        """Train until ``total_steps`` environment steps (default: the config's).
+
+        Args:
+            total_steps: where to stop, counted from the run's start (a resumed run included).
+            callback: called as ``callback(agent, metrics)`` after every update, once its metrics
+                are logged; ``agent.request_stop()`` there ends training after a checkpoint.
+        """
         self._require_learner()
+        self._stop_after_update = False
         c = self.config
         total = total_steps if total_steps is not None else c.total_steps
         if total < 1:
@@ -458,7 +471,11 @@ class Agent:
         start_time, start_step = time.perf_counter(), self.global_step
         try:
             with self._interruptible():
-                while self.global_step < total and not self._stop_requested:
+                while (
+                    self.global_step < total
+                    and not self._stop_requested
+                    and not self._stop_after_update
+                ):
                     try:
                         rollout = self.collect()
                         self.global_step += rollout.num_steps
@@ -478,6 +495,8 @@ class Agent:
                     if c.checkpoint_every and self.global_step >= next_checkpoint:
                         self.save_checkpoint()
                         next_checkpoint = self._next_multiple(c.checkpoint_every)
+                    if callback is not None:
+                        callback(self, metrics)
             self.save_checkpoint()
         finally:
             logger.close()
@@ -485,6 +504,10 @@ class Agent:
             if close is not None:  # frees Ray workers; a later train() starts them again
                 close()
         return self
+
+    def request_stop(self) -> None:
+        """End ``train`` after the current update (as Ctrl-C does, without the exit code)."""
+        self._stop_after_update = True
 
     @property
     def interrupted(self) -> bool:
