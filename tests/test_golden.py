@@ -27,9 +27,10 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import all_scalars
 from pgrad import A2C, Reinforce
 from pgrad.agents import Acrobot, CartPole, CartPoleFast, Pendulum
+
+from helpers import all_scalars
 
 GOLDEN = Path(__file__).with_name("golden.json")
 
