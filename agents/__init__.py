@@ -5,10 +5,11 @@
 
 from __future__ import annotations
 
-from pgrad.agent import A2C, Agent, Reinforce
+from pgrad.agent import Agent
 from pgrad.agents.acrobot import Acrobot
 from pgrad.agents.bandit import Bandit
 from pgrad.agents.cartpole import CartPole, CartPoleFast
+from pgrad.agents.generic import A2C, Reinforce
 from pgrad.agents.lunar_lander import LunarLander
 from pgrad.agents.pendulum import Pendulum
 from pgrad.agents.short_corridor import ShortCorridor

@@ -5,7 +5,7 @@ Solves the task (-100) in about 20,000 env steps; rl-zoo's A2C budget is 500,000
 
 from gymnasium.spaces import Discrete
 
-from pgrad.agent import A2C
+from pgrad.agents.generic import A2C
 
 
 class Acrobot(A2C):

@@ -7,7 +7,7 @@
 
 from gymnasium.spaces import Discrete
 
-from pgrad.agent import A2C, Reinforce
+from pgrad.agents.generic import A2C, Reinforce
 
 
 class CartPole(Reinforce):

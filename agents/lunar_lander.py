@@ -10,7 +10,7 @@ mostly end hovering (final returns near 0).
 
 from gymnasium.spaces import Discrete
 
-from pgrad.agent import A2C
+from pgrad.agents.generic import A2C
 
 
 class LunarLander(A2C):

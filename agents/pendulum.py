@@ -12,7 +12,7 @@ signal, so runs stay near -1,200 for most of the budget.
 
 from gymnasium.spaces import Box
 
-from pgrad.agent import A2C
+from pgrad.agents.generic import A2C
 
 
 class Pendulum(A2C):

@@ -2,7 +2,7 @@
 
 from gymnasium.spaces import Discrete
 
-from pgrad.agent import Reinforce
+from pgrad.agents.generic import Reinforce
 
 
 class ShortCorridor(Reinforce):

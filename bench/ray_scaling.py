@@ -34,7 +34,7 @@ import gymnasium as gym
 import torch
 from gymnasium.envs.classic_control import CartPoleEnv
 
-from pgrad.agent import A2C
+from pgrad import A2C
 from pgrad.distributed import init_ray
 from pgrad.rollout import Collector
 
@@ -195,9 +195,7 @@ def learner_scaling(cls: type, root: Path, repeats: int) -> list[dict[str, float
 
     agent = cls(workers=0, quiet=True, eval_episodes=0, run_dir=root / "learner")
     torch.set_num_threads(agent.config.torch_threads)
-    one = Collector(agent.envs, agent.policy, agent.preprocess_obs, agent.device, 1).collect_steps(
-        agent.config.num_steps
-    )
+    one = Collector(agent.envs, agent.policy, agent.device, 1).collect_steps(agent.config.num_steps)
     ref = ray.put(one)
     rows = []
     for k in (1, 2, 4, 8, 16, 32, 64):

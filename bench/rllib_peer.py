@@ -143,7 +143,7 @@ def pgrad_child(
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from ray_scaling import one_update
 
-    from pgrad.agent import A2C
+    from pgrad import A2C
     from pgrad.agents import CartPoleFast
 
     imported = time.time()

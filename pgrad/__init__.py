@@ -6,9 +6,11 @@ ready ``Reinforce`` and ``A2C``, with presets per environment in ``pgrad.agents`
 """
 
 from pgrad import envs as _register_envs  # noqa: F401  (registers pgrad/... environments)
-from pgrad.agent import A2C, Agent, Reinforce, TrainingError
+from pgrad.agent import Agent
+from pgrad.agents.generic import A2C, Reinforce
 from pgrad.baselines import EMABaseline, group_normalize, leave_one_out
 from pgrad.config import Config
+from pgrad.errors import TrainingError
 from pgrad.estimators import gumbel_softmax, round_ste, score_function, sign_ste
 from pgrad.losses import (
     LossParts,
@@ -21,12 +23,13 @@ from pgrad.losses import (
 from pgrad.nn import BinaryLinear, mlp
 from pgrad.policies import Policy, ValueFunction, policy_for
 from pgrad.returns import discounted_returns, gae
-from pgrad.rollout import Rollout
+from pgrad.rollout import Batch, Rollout
 
 __version__ = "0.1.0"
 
 __all__ = [
     "A2C",
+    "Batch",
     "Agent",
     "BinaryLinear",
     "Config",

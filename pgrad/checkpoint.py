@@ -6,6 +6,14 @@ with ``os.replace`` (atomic on POSIX). A process killed at any moment, during a 
 leaves the previous checkpoint intact. Loading uses ``torch.load(weights_only=True)``, whose
 unpickler only rebuilds tensors and plain containers: a crafted file that would run code is
 refused.
+
+Every checkpoint carries a format version (``FORMAT_VERSION``). This version of pgrad loads
+its own and older ones (format 1, written before policies were encoder + head, has the same
+weights under the same names; its baseline state is read where it was kept), and refuses a newer
+one in one line, since it cannot know what that holds.
+
+A failed write (a full disk: ``OSError(ENOSPC)``) removes its temporary file and raises
+``CheckpointError``; the previous checkpoint is untouched.
 """
 
 from __future__ import annotations
@@ -18,14 +26,12 @@ from typing import Any
 
 import torch
 
-from pgrad.errors import first_line
+from pgrad.errors import CheckpointError, first_line
 
-FORMAT = "pgrad-checkpoint-1"
+FORMAT = "pgrad-checkpoint"
+FORMAT_VERSION = 2
+_FORMAT_1 = "pgrad-checkpoint-1"
 _NAME = re.compile(r"^step_(\d+)\.pt$")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing, unreadable, unsafe or not a pgrad checkpoint."""
 
 
 def save(state: dict[str, Any], path: Path) -> Path:
@@ -34,10 +40,14 @@ def save(state: dict[str, Any], path: Path) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, **state}, f)
+            torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, **state}, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:  # torch's writer reports a failed write as either
+        Path(tmp).unlink(missing_ok=True)
+        reason = getattr(err, "strerror", None) or first_line(err)
+        raise CheckpointError(f"cannot write checkpoint {path}: {reason}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -80,8 +90,15 @@ def load(path: Path) -> dict[str, Any]:
         if "weights_only" in str(err) or "Unsupported global" in str(err):
             reason = "it contains objects other than tensors and plain data (refused unsafe pickle)"
         raise CheckpointError(f"cannot load checkpoint {path}: {reason}") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
+    if not isinstance(state, dict) or state.get("format") not in (FORMAT, _FORMAT_1):
         raise CheckpointError(f"{path} is not a pgrad checkpoint")
+    version = 1 if state["format"] == _FORMAT_1 else state.get("format_version")
+    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format {version}; this pgrad reads formats 1 to "
+            f"{FORMAT_VERSION} (upgrade pgrad to load it)"
+        )
+    state["format_version"] = version
     return state
 
 

@@ -17,13 +17,9 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from pgrad.config import Config, field_docs
-from pgrad.errors import first_line
+from pgrad.errors import UsageError, first_line
 
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
-
-
-class UsageError(ValueError):
-    """Bad input from the command line."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -239,7 +235,7 @@ def resolve_agent(spec: str | None, env_id: str | None) -> type:
 
 # -- commands ------------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
-    from pgrad.agent import default_run_dir
+    from pgrad.run import default_run_dir
 
     if args.resume:
         return _resume(args)
@@ -284,7 +280,7 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _train_and_report(agent: Any, total: int, quiet: bool) -> int:
-    from pgrad.agent import TrainingError
+    from pgrad.errors import TrainingError
 
     try:
         agent.train(total)
@@ -324,7 +320,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise UsageError(f"{target} does not exist")
     from pgrad.agent import Agent
     from pgrad.agents import AGENTS
-    from pgrad.envs_util import EnvError
+    from pgrad.errors import EnvError
 
     cls = (
         resolve_agent(args.agent, state.get("env_id"))
@@ -417,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     warnings.filterwarnings("ignore", category=UserWarning, module="gymnasium")
     from pgrad import checkpoint as ckpt
-    from pgrad.envs_util import EnvError
+    from pgrad.errors import EnvError
 
     commands = {"train": cmd_train, "eval": cmd_eval, "list": cmd_list, "plot": cmd_plot}
     if os.environ.get("PGRAD_DEBUG"):

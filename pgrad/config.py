@@ -19,6 +19,8 @@ from functools import cache
 from typing import Any
 
 BASELINES = ("none", "ema", "value", "loo", "group")
+GROUPED_BASELINES = ("loo", "group")
+"""Baselines that compare environments of a group started from the same seed."""
 ROLLOUTS = ("episodes", "steps")
 VECTORIZATION = ("auto", "sync", "async", "vector_entry_point")
 DEVICES = ("auto", "cpu", "cuda")
@@ -52,6 +54,15 @@ class Config:
     max_episode_steps: int = 0
     """Time limit per episode (0: the environment's own limit); episodes that hit it are truncated and bootstrapped."""
 
+    update_epochs: int = 1
+    """Passes over each rollout per update (REINFORCE and A2C: 1)."""
+    num_minibatches: int = 1
+    """Shuffled minibatches per pass, one optimizer step each (1: the whole rollout, in order)."""
+    value_epochs: int = 0
+    """Extra critic-only passes over each rollout after the update (value regression on the same targets)."""
+    share_encoder: bool = False
+    """The critic uses the policy's encoder (e.g. one CNN for both) instead of its own."""
+
     gamma: float = 0.99
     """Discount factor in [0, 1]."""
     gae_lambda: float = 0.95
@@ -71,12 +82,12 @@ class Config:
     """Optimizer of the policy and critic: adam or rmsprop."""
     learning_rate: float = 3e-3
     """Learning rate (policy and critic)."""
-    learning_rate_final: float = -1.0
-    """Learning rate at the end of training, reached linearly (-1: constant)."""
+    learning_rate_final: float | None = None
+    """Learning rate at the end of training, reached linearly (none: constant)."""
     ent_coef: float = 0.0
     """Entropy bonus coefficient."""
-    ent_coef_final: float = -1.0
-    """Entropy coefficient at the end of training, reached linearly (-1: constant)."""
+    ent_coef_final: float | None = None
+    """Entropy coefficient at the end of training, reached linearly (none: constant)."""
     vf_coef: float = 0.5
     """Weight of the value loss (baseline=value)."""
     max_grad_norm: float = 0.5
@@ -115,6 +126,11 @@ class Config:
         return self.num_steps * self.num_envs
 
     @property
+    def grouped(self) -> bool:
+        """Whether the baseline compares groups of environments that share a start."""
+        return self.baseline in GROUPED_BASELINES
+
+    @property
     def num_groups(self) -> int:
         """Groups of environments for the leave-one-out and group baselines."""
         return self.num_envs // self.group_size
@@ -124,6 +140,8 @@ class Config:
         """Raise ``ValueError`` naming the first field whose value cannot be right."""
         _check_types(self)
         positive = (
+            "update_epochs",
+            "num_minibatches",
             "total_steps",
             "num_envs",
             "num_steps",
@@ -137,6 +155,7 @@ class Config:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in (
+            "value_epochs",
             "max_episode_steps",
             "checkpoint_every",
             "eval_episodes",
@@ -158,8 +177,8 @@ class Config:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         for name in ("learning_rate_final", "ent_coef_final"):
             value = getattr(self, name)
-            if value < 0 and value != -1.0:
-                raise ValueError(f"{name} must be >= 0 or -1 (constant), got {value}")
+            if value is not None and value < 0:
+                raise ValueError(f"{name} must be >= 0 or none (constant), got {value}")
         for name, allowed in (
             ("baseline", BASELINES),
             ("rollout", ROLLOUTS),
@@ -174,12 +193,12 @@ class Config:
                 )
         if any(h < 1 for h in self.hidden):
             raise ValueError(f"hidden widths must be positive, got {self.hidden}")
-        if self.baseline in ("loo", "group") and self.num_envs % self.group_size:
+        if self.grouped and self.num_envs % self.group_size:
             raise ValueError(
                 f"baseline={self.baseline} needs num_envs divisible by group_size, "
                 f"got num_envs={self.num_envs}, group_size={self.group_size}"
             )
-        if self.baseline in ("loo", "group") and self.group_size < 2:
+        if self.grouped and self.group_size < 2:
             raise ValueError(
                 f"baseline={self.baseline} needs group_size >= 2, got {self.group_size}"
             )
@@ -204,6 +223,9 @@ class Config:
         if unknown:
             raise ValueError(f"unknown config keys: {', '.join(unknown)}")
         values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()}
+        for name in ("learning_rate_final", "ent_coef_final"):
+            if values.get(name) == -1.0:  # written before "none" existed: -1 meant constant
+                values[name] = None
         return cls(**values)
 
     def replace(self, **changes: Any) -> Config:
@@ -262,7 +284,13 @@ def field_docs() -> dict[str, str]:
 
 
 def parse_value(kind: Any, raw: str, key: str) -> Any:
-    """Parse ``raw`` as a value of type ``kind`` (bool, int, float, str or tuple[int, ...])."""
+    """Parse ``raw`` as a value of type ``kind`` (bool, int, float, str or tuple[int, ...]).
+
+    An optional field (``float | None``) takes ``none`` for ``None``.
+    """
+    inner = _optional(kind)
+    if inner is not None:
+        return None if raw.strip().lower() == "none" else parse_value(inner, raw, key)
     try:
         if kind is bool:
             lowered = raw.lower()
@@ -290,9 +318,22 @@ def parse_value(kind: Any, raw: str, key: str) -> Any:
         raise ValueError(f"{key} expects {name}, got {raw!r}") from None
 
 
+def _optional(kind: Any) -> Any:
+    """``X`` for ``X | None``, else ``None``."""
+    if typing.get_origin(kind) in (types.UnionType, typing.Union):
+        args = [a for a in typing.get_args(kind) if a is not type(None)]
+        if len(args) == 1 and len(typing.get_args(kind)) == 2:
+            return args[0]
+    return None
+
+
 def _check_types(config: Config) -> None:
     for name, kind in field_types().items():
         value = getattr(config, name)
+        if _optional(kind) is not None:
+            if value is None:
+                continue
+            kind = _optional(kind)
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             object.__setattr__(config, name, float(value))
             continue

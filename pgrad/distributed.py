@@ -37,18 +37,20 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from pgrad.config import Config
 from pgrad.envs_util import derive_seed
-from pgrad.errors import first_line
-from pgrad.rollout import NonFiniteError, Rollout
+from pgrad.errors import NonFiniteError, StaleRolloutError, WorkerError, first_line
+from pgrad.obs import leaves, map_obs
+from pgrad.rollout import ROLLOUT_FIELDS, Rollout
 
-if TYPE_CHECKING:
-    from pgrad.agent import Agent
+Learner = Any
+"""The learning agent as this module sees it (never imported here): its class (rebuilt in each
+worker), ``config``, ``policy``, ``weights_version`` and ``device``."""
 
 RAY_MISSING = "--workers needs Ray: pip install 'pgrad[ray]'"
 MAX_RESTARTS = 3
@@ -68,14 +70,6 @@ _RAY_USERS = {"started": False, "collectors": 0}
 close shuts it down; a Ray that someone else started is left running)."""
 _WORKER_SEED = 0x5EED
 _RESTART_SEED = 0xDEAD
-
-
-class WorkerError(RuntimeError):
-    """A Ray worker failed in a way that re-collecting cannot repair."""
-
-
-class StaleRolloutError(RuntimeError):
-    """A worker returned a rollout collected with weights other than the learner's current ones."""
 
 
 def import_ray() -> Any:
@@ -149,7 +143,7 @@ class RolloutWorker:
         seed: this worker's seed (torch sampling and the first environment reset).
     """
 
-    def __init__(self, agent_cls: type[Agent], config: Config, seed: int) -> None:
+    def __init__(self, agent_cls: type, config: Config, seed: int) -> None:
         # Ctrl-C in a terminal reaches the whole process group: let the driver decide what a
         # SIGINT means (checkpoint and stop), and keep collecting until it closes the workers.
         if hasattr(signal, "SIGINT"):
@@ -244,20 +238,19 @@ def merge_rollouts(rollouts: list[Rollout], device: torch.device | str = "cpu") 
     if not rollouts:
         raise ValueError("merge_rollouts needs at least one rollout")
     horizon = max(r.rewards.shape[0] for r in rollouts)
+    first = rollouts[0]
     for r in rollouts[1:]:
-        if (
-            r.obs.shape[2:] != rollouts[0].obs.shape[2:]
-            or r.actions.shape[2:] != rollouts[0].actions.shape[2:]
-        ):
-            raise ValueError(
-                f"worker rollouts differ in shape: obs {tuple(r.obs.shape)} vs "
-                f"{tuple(rollouts[0].obs.shape)}, actions {tuple(r.actions.shape)} "
-                f"vs {tuple(rollouts[0].actions.shape)}"
-            )
+        for name in ("obs", "actions"):
+            mine, theirs = leaves(getattr(r, name)), leaves(getattr(first, name))
+            if [x.shape[2:] for x in mine] != [x.shape[2:] for x in theirs]:
+                raise ValueError(
+                    f"worker rollouts differ in shape: {name} "
+                    f"{[tuple(x.shape) for x in mine]} vs {[tuple(x.shape) for x in theirs]}"
+                )
     padded = [_pad(r, horizon) for r in rollouts]
     merged = {
-        name: torch.cat([getattr(r, name) for r in padded], dim=1).to(device)
-        for name in ("obs", "actions", "rewards", "terminated", "truncated", "mask")
+        name: map_obs(_cat_envs(device), *(getattr(r, name) for r in padded))
+        for name in ROLLOUT_FIELDS
     }
     return MergedRollout(
         **merged,
@@ -266,6 +259,10 @@ def merge_rollouts(rollouts: list[Rollout], device: torch.device | str = "cpu") 
         weights_version=rollouts[0].weights_version,
         env_steps=sum(r.num_steps for r in rollouts),
     )
+
+
+def _cat_envs(device: torch.device | str):
+    return lambda *xs: torch.cat(xs, dim=1).to(device)
 
 
 def _pad(rollout: Rollout, horizon: int) -> Rollout:
@@ -280,12 +277,12 @@ def _pad(rollout: Rollout, horizon: int) -> Rollout:
         return torch.cat([x, x.new_zeros((extra, *x.shape[1:]))])
 
     return Rollout(
-        obs=repeat_last(rollout.obs),
-        actions=repeat_last(rollout.actions),
-        rewards=falses(rollout.rewards),
-        terminated=falses(rollout.terminated),
-        truncated=falses(rollout.truncated),
-        mask=falses(rollout.mask),
+        **{
+            name: map_obs(
+                repeat_last if name in ("obs", "actions") else falses, getattr(rollout, name)
+            )
+            for name in ROLLOUT_FIELDS
+        }
     )
 
 
@@ -353,7 +350,7 @@ class RayCollector:
     """
 
     def __init__(
-        self, agent: Agent, worker_cls: type[RolloutWorker] = RolloutWorker, start: bool = True
+        self, agent: Learner, worker_cls: type[RolloutWorker] = RolloutWorker, start: bool = True
     ) -> None:
         self._ray = import_ray()
         self.agent = agent
@@ -584,6 +581,21 @@ class RayCollector:
                 self.actors[k] = self._spawn(k)
             except ray.exceptions.GetTimeoutError:
                 continue
+
+
+def launch_workers(agent: Learner) -> RayCollector:
+    """A ``RayCollector`` for ``agent`` whose workers are starting (``wait_ready`` joins them).
+
+    Called by the agent after making its environments and before building its networks, so the
+    workers build theirs meanwhile. A failed launch frees whatever it started.
+    """
+    collector = RayCollector(agent, start=False)
+    try:
+        collector.launch()
+    except BaseException:
+        collector.close()  # a Ray it started, or workers it created before failing
+        raise
+    return collector
 
 
 # -- helpers ---------------------------------------------------------------------------------------

@@ -8,14 +8,10 @@ import random
 import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium import spaces
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
 
-from pgrad.errors import first_line
-
-
-class EnvError(ValueError):
-    """An environment id that cannot be made, or a space the agent cannot handle."""
+from pgrad.config import Config
+from pgrad.errors import EnvError, first_line
 
 
 def find_spec(env_id: str) -> gym.envs.registration.EnvSpec:
@@ -49,7 +45,7 @@ def make_vector_env(
             (``vector_entry_point``), else ``sync``.
         max_episode_steps: time limit (0 keeps the environment's own).
 
-    Dict and Tuple observation spaces are flattened to one Box.
+    Observations keep their space (a Dict stays a dict); the policy's encoder reads them.
     """
     spec = copy.deepcopy(find_spec(env_id))
     if max_episode_steps > 0:
@@ -71,11 +67,31 @@ def make_vector_env(
     except Exception as err:
         first = first_line(err)
         raise EnvError(f"cannot make {env_id}: {first}") from None
-    if isinstance(envs.single_observation_space, spaces.Dict | spaces.Tuple):
-        from gymnasium.wrappers.vector import FlattenObservation
-
-        envs = FlattenObservation(envs)
     return envs
+
+
+EPISODE_STEP_CAP = 100_000
+"""The longest episode ``collect_episodes`` waits for when an environment sets no time limit."""
+
+
+def episode_cap(envs: VectorEnv, max_episode_steps: int = 0) -> int:
+    """Steps after which a whole-episode rollout truncates: the configured or registered time
+    limit, at most ``EPISODE_STEP_CAP``."""
+    limit = max_episode_steps or (envs.spec.max_episode_steps if envs.spec else None)
+    return min(limit or EPISODE_STEP_CAP, EPISODE_STEP_CAP)
+
+
+def episode_seeds(envs: VectorEnv, config: Config, update: int) -> int | list[int]:
+    """Reset seeds for update ``update``'s batch of whole episodes, derived from the run's seed.
+
+    Environments of a group (``group_size`` of them, for the grouped baselines) share one seed,
+    so their starts are equal, which leave-one-out and group baselines assume. A vector
+    environment that takes only one seed gets an int.
+    """
+    if not accepts_seed_list(envs):
+        return derive_seed(config.seed, update)
+    per_group = config.group_size if config.grouped else 1
+    return [derive_seed(config.seed, update, i // per_group) for i in range(config.num_envs)]
 
 
 def accepts_seed_list(envs: VectorEnv) -> bool:

@@ -224,6 +224,16 @@ class LossParts:
             out["value_loss"] = float(self.value.detach())
         return out
 
+    @staticmethod
+    def mean_scalars(steps: list[tuple[LossParts, float]]) -> dict[str, float]:
+        """The ``losses/`` scalars and ``diagnostics/grad_norm`` averaged over an update's
+        optimizer steps, given as ``(parts, grad_norm)`` pairs."""
+        rows = [
+            {**{f"losses/{k}": v for k, v in parts.scalars().items()}, "diagnostics/grad_norm": g}
+            for parts, g in steps
+        ]
+        return {key: sum(row[key] for row in rows) / len(rows) for key in rows[0]}
+
 
 def _masked_mean(x: Tensor, mask: Tensor | None) -> Tensor:
     """Mean over the ``mask``-True entries; 0 when there are none."""

@@ -1,4 +1,9 @@
-"""Policies: networks that map observations to a fresh ``torch.distributions.Distribution``.
+"""Policies: an encoder and a head that map observations to a fresh ``torch.distributions.Distribution``.
+
+A policy is ``encoder -> obs_norm -> net -> distribution``: the encoder (``pgrad.encoders``,
+chosen by the observation space) turns observations, as the space gives them, into features;
+an optional running standardisation (``obs_norm``, set by the agent); an MLP ``net`` to the
+distribution's parameters; and the head's distribution, chosen by the action space:
 
 | action space      | distribution                                   | ``log_prob`` shape |
 |-------------------|------------------------------------------------|--------------------|
@@ -10,6 +15,15 @@
 ``B`` is any batch shape (``[N]`` while acting, ``[T, N]`` in an update): every distribution has
 one ``log_prob`` per sample, so it lines up with advantages of the same shape.
 
+**Action masks.** A ``Dict`` observation with an ``action_mask`` entry (PettingZoo's
+convention: 1 = allowed) masks ``Discrete`` and ``MultiDiscrete`` heads (``MultiDiscrete``: one
+flat mask of ``sum(nvec)`` entries, component by component). A masked action's logit becomes the
+most negative float, so it is never sampled nor chosen by ``mode``; its probability is exactly
+0, so ``log_prob`` and ``entropy`` are those of the distribution over legal actions, and no
+gradient reaches its logit. A row whose mask allows nothing gives a uniform distribution
+rather than NaNs (the collector refuses such a row where an action matters: see
+``pgrad.rollout``).
+
 Box actions are sampled unbounded and **clipped to the space's bounds only when sent to the
 environment** (``to_env``); the log-probability is that of the unclipped sample, which keeps the
 score-function gradient exact for the policy as written (the clip is part of the environment).
@@ -17,7 +31,7 @@ score-function gradient exact for the policy as written (the clip is part of the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -26,34 +40,11 @@ from gymnasium import spaces
 from torch import Tensor, nn
 from torch.distributions import Bernoulli, Categorical, Distribution, Independent, Normal
 
+from pgrad.encoders import encoder_for
 from pgrad.nn import mlp
+from pgrad.obs import Obs, action_mask
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
-
-
-# -- observations ---------------------------------------------------------------------------
-def observation_encoder(space: gym.Space) -> tuple[int, Callable[[Tensor], Tensor]]:
-    """How a batch of raw observations becomes a float tensor ``[B, obs_dim]``.
-
-    Box, MultiBinary and MultiDiscrete are flattened to floats; Discrete is one-hot encoded.
-    Dict and Tuple spaces are flattened by the environment wrapper (see ``Agent.make_env``).
-
-    Returns:
-        ``(obs_dim, encode)`` where ``encode`` maps ``Tensor[B, *space.shape]`` to ``[B, obs_dim]``.
-
-    Raises:
-        TypeError: for a space that has no fixed-size flat encoding (Graph, Sequence, Text, ...).
-    """
-    if isinstance(space, spaces.Discrete):
-        n, start = int(space.n), int(space.start)
-        return n, lambda obs: nn.functional.one_hot(obs.long() - start, n).float()
-    if isinstance(space, spaces.Box | spaces.MultiBinary | spaces.MultiDiscrete):
-        dim = int(np.prod(space.shape)) if space.shape else 1
-        return dim, lambda obs: obs.reshape(obs.shape[0], dim).float()
-    raise TypeError(
-        f"observation space {space} is not supported: use Box, Discrete, MultiBinary, "
-        "MultiDiscrete, or a Dict/Tuple of those"
-    )
 
 
 # -- distributions ---------------------------------------------------------------------------
@@ -94,24 +85,40 @@ class GumbelCategorical(Categorical):
 
 
 # -- policies --------------------------------------------------------------------------------
-class Policy(nn.Module):
-    """Maps encoded observations ``[*B, obs_dim]`` to a distribution with batch shape ``B``.
+MASKED_LOGIT = torch.finfo(torch.float32).min
+"""The logit of a masked action: its probability underflows to exactly 0."""
 
-    Subclasses implement ``distribution`` (parameters from features) and the two conversions
-    ``to_env`` and ``mode``; ``forward`` runs the body network.
+
+class Policy(nn.Module):
+    """Maps observations ``[*B, ...]`` to a distribution with batch shape ``B``.
+
+    ``encoder`` turns observations into features ``[*B, encoder.out_dim]``; ``net`` (an MLP)
+    maps them to the head's parameters. Subclasses (the heads) implement ``distribution``
+    (parameters and an optional action mask to a distribution) and the two conversions
+    ``to_env`` and ``mode``.
+
+    Args:
+        encoder: any module with an ``out_dim`` attribute (see ``pgrad.encoders``).
+        out_dim: how many parameters the head needs.
+        hidden: widths of the MLP's hidden layers.
+        activation: ``tanh`` or ``relu``.
     """
 
     action_space: gym.Space
 
-    def __init__(self, obs_dim: int, out_dim: int, hidden: Sequence[int], activation: str) -> None:
+    def __init__(
+        self, encoder: nn.Module, out_dim: int, hidden: Sequence[int], activation: str
+    ) -> None:
         super().__init__()
+        self.encoder = encoder
         self.obs_norm: nn.Module = nn.Identity()
-        self.net = mlp(obs_dim, hidden, out_dim, ACTIVATIONS[activation], output_gain=0.01)
+        self.net = mlp(encoder.out_dim, hidden, out_dim, ACTIVATIONS[activation], output_gain=0.01)
 
-    def forward(self, obs: Tensor) -> Distribution:
-        return self.distribution(self.net(self.obs_norm(obs)))
+    def forward(self, obs: Obs) -> Distribution:
+        features = self.obs_norm(self.encoder(obs))
+        return self.distribution(self.net(features), action_mask(obs))
 
-    def distribution(self, out: Tensor) -> Distribution:
+    def distribution(self, out: Tensor, mask: Tensor | None = None) -> Distribution:
         raise NotImplementedError
 
     def mode(self, dist: Distribution) -> Tensor:
@@ -122,16 +129,30 @@ class Policy(nn.Module):
         """Convert sampled actions ``[N, ...]`` into the batch the vector environment expects."""
         raise NotImplementedError
 
+    def _no_mask(self, mask: Tensor | None) -> None:
+        if mask is not None:
+            raise ValueError(
+                f"action masks need Discrete or MultiDiscrete actions, not {self.action_space}"
+            )
+
 
 class CategoricalPolicy(Policy):
+    """``Discrete(n)``: a categorical over ``n`` actions, maskable."""
+
     def __init__(
-        self, obs_dim: int, space: spaces.Discrete, hidden: Sequence[int], activation: str = "tanh"
+        self,
+        encoder: nn.Module,
+        space: spaces.Discrete,
+        hidden: Sequence[int],
+        activation: str = "tanh",
     ) -> None:
-        super().__init__(obs_dim, int(space.n), hidden, activation)
+        super().__init__(encoder, int(space.n), hidden, activation)
         self.action_space = space
         self.start = int(space.start)
 
-    def distribution(self, out: Tensor) -> Distribution:
+    def distribution(self, out: Tensor, mask: Tensor | None = None) -> Distribution:
+        if mask is not None:
+            out = out.masked_fill(~mask.bool(), MASKED_LOGIT)
         return GumbelCategorical(logits=out, validate_args=False)
 
     def mode(self, dist: Distribution) -> Tensor:
@@ -146,20 +167,21 @@ class GaussianPolicy(Policy):
 
     def __init__(
         self,
-        obs_dim: int,
+        encoder: nn.Module,
         space: spaces.Box,
         hidden: Sequence[int],
         activation: str = "tanh",
         log_std_init: float = 0.0,
     ) -> None:
         self.dim = int(np.prod(space.shape))
-        super().__init__(obs_dim, self.dim, hidden, activation)
+        super().__init__(encoder, self.dim, hidden, activation)
         self.action_space = space
         self.log_std = nn.Parameter(torch.full((self.dim,), float(log_std_init)))
         self.register_buffer("low", torch.as_tensor(space.low, dtype=torch.float32).flatten())
         self.register_buffer("high", torch.as_tensor(space.high, dtype=torch.float32).flatten())
 
-    def distribution(self, out: Tensor) -> Distribution:
+    def distribution(self, out: Tensor, mask: Tensor | None = None) -> Distribution:
+        self._no_mask(mask)
         std = self.log_std.clamp(-20.0, 2.0).exp().expand_as(out)
         return Independent(Normal(out, std, validate_args=False), 1, validate_args=False)
 
@@ -173,11 +195,15 @@ class GaussianPolicy(Policy):
 
 
 class MultiCategoricalPolicy(Policy):
-    """One Categorical per dimension; logits of unequal sizes are padded with a huge negative."""
+    """One Categorical per dimension; logits of unequal sizes are padded with a huge negative.
+
+    A mask is one flat vector of ``sum(nvec)`` entries, the first ``nvec[0]`` for dimension 0
+    and so on; it is scattered into the padded ``[len(nvec), max(nvec)]`` layout.
+    """
 
     def __init__(
         self,
-        obs_dim: int,
+        encoder: nn.Module,
         space: spaces.MultiDiscrete,
         hidden: Sequence[int],
         activation: str = "tanh",
@@ -185,15 +211,23 @@ class MultiCategoricalPolicy(Policy):
         nvec = np.asarray(space.nvec).flatten()
         self.sizes = [int(n) for n in nvec]
         self.width = max(self.sizes)
-        super().__init__(obs_dim, len(self.sizes) * self.width, hidden, activation)
+        super().__init__(encoder, len(self.sizes) * self.width, hidden, activation)
         self.action_space = space
         pad = torch.zeros(len(self.sizes), self.width)
         for i, n in enumerate(self.sizes):
-            pad[i, n:] = torch.finfo(torch.float32).min
+            pad[i, n:] = MASKED_LOGIT
         self.register_buffer("pad", pad)
         self.register_buffer("start", torch.as_tensor(np.asarray(space.start).flatten()))
+        where = [i * self.width + j for i, n in enumerate(self.sizes) for j in range(n)]
+        self.register_buffer("mask_index", torch.as_tensor(where), persistent=False)
 
-    def distribution(self, out: Tensor) -> Distribution:
+    def distribution(self, out: Tensor, mask: Tensor | None = None) -> Distribution:
+        if mask is not None:
+            legal = mask.new_zeros(
+                (*mask.shape[:-1], len(self.sizes) * self.width), dtype=torch.bool
+            )
+            legal[..., self.mask_index] = mask.bool()
+            out = out.masked_fill(~legal, MASKED_LOGIT)
         logits = out.unflatten(-1, (len(self.sizes), self.width)) + self.pad
         return Independent(
             GumbelCategorical(logits=logits, validate_args=False), 1, validate_args=False
@@ -208,18 +242,21 @@ class MultiCategoricalPolicy(Policy):
 
 
 class BernoulliPolicy(Policy):
+    """``MultiBinary``: one Bernoulli per entry."""
+
     def __init__(
         self,
-        obs_dim: int,
+        encoder: nn.Module,
         space: spaces.MultiBinary,
         hidden: Sequence[int],
         activation: str = "tanh",
     ) -> None:
         self.dim = int(np.prod(space.shape))
-        super().__init__(obs_dim, self.dim, hidden, activation)
+        super().__init__(encoder, self.dim, hidden, activation)
         self.action_space = space
 
-    def distribution(self, out: Tensor) -> Distribution:
+    def distribution(self, out: Tensor, mask: Tensor | None = None) -> Distribution:
+        self._no_mask(mask)
         return Independent(Bernoulli(logits=out, validate_args=False), 1, validate_args=False)
 
     def mode(self, dist: Distribution) -> Tensor:
@@ -231,7 +268,7 @@ class BernoulliPolicy(Policy):
 
 
 def policy_for(
-    obs_dim: int,
+    observation: gym.Space | nn.Module,
     action_space: gym.Space,
     hidden: Sequence[int] = (64, 64),
     activation: str = "tanh",
@@ -239,19 +276,28 @@ def policy_for(
 ) -> Policy:
     """The default policy for ``action_space``.
 
+    Args:
+        observation: the observation space (its default encoder is built, see
+            ``pgrad.encoders.encoder_for``) or an encoder module with an ``out_dim``.
+        action_space: picks the head (see the module table).
+        hidden: the MLP between encoder and head.
+        activation: ``tanh`` or ``relu``.
+        log_std_init: the Gaussian head's initial log standard deviation.
+
     Raises:
-        TypeError: for an action space with no policy here (Dict, Tuple, Text, ...).
+        TypeError: for a space with no encoder or no head here (e.g. Dict or Text actions).
     """
+    encoder = encoder_for(observation) if isinstance(observation, gym.Space) else observation
     if isinstance(action_space, spaces.Discrete):
-        return CategoricalPolicy(obs_dim, action_space, hidden, activation)
+        return CategoricalPolicy(encoder, action_space, hidden, activation)
     if isinstance(action_space, spaces.Box):
         if not np.all(np.isfinite(action_space.low) | np.isinf(action_space.low)):
             raise TypeError(f"Box action space has invalid bounds: {action_space}")
-        return GaussianPolicy(obs_dim, action_space, hidden, activation, log_std_init)
+        return GaussianPolicy(encoder, action_space, hidden, activation, log_std_init)
     if isinstance(action_space, spaces.MultiDiscrete):
-        return MultiCategoricalPolicy(obs_dim, action_space, hidden, activation)
+        return MultiCategoricalPolicy(encoder, action_space, hidden, activation)
     if isinstance(action_space, spaces.MultiBinary):
-        return BernoulliPolicy(obs_dim, action_space, hidden, activation)
+        return BernoulliPolicy(encoder, action_space, hidden, activation)
     raise TypeError(
         f"action space {action_space} is not supported: use Discrete, Box, MultiDiscrete or "
         "MultiBinary"
@@ -259,58 +305,45 @@ def policy_for(
 
 
 class ValueFunction(nn.Module):
-    """State-value critic ``V(s)``: ``[*B, obs_dim] -> [*B]``."""
-
-    def __init__(self, obs_dim: int, hidden: Sequence[int], activation: str = "tanh") -> None:
-        super().__init__()
-        self.obs_norm: nn.Module = nn.Identity()
-        self.net = mlp(obs_dim, hidden, 1, ACTIVATIONS[activation], output_gain=1.0)
-
-    def forward(self, obs: Tensor) -> Tensor:
-        return self.net(self.obs_norm(obs)).squeeze(-1)
-
-
-class RunningNorm(nn.Module):
-    """Standardises observations by a running mean and variance: ``clip((x - mean) / std)``.
-
-    The statistics are buffers, so they are saved with the network and broadcast with its
-    weights. ``update`` folds in a batch with the parallel-variance formula (Chan et al. 1979);
-    the agent calls it after each optimizer step, so the policy that collected a rollout and the
-    one that is differentiated on it normalise alike.
+    """State-value critic ``V(s)``: observations ``[*B, ...] -> [*B]``.
 
     Args:
-        dim: observation size.
-        clip: bound on the standardised values.
+        observation: the observation space (its default encoder is built) or an encoder,
+            e.g. the policy's own, to share it.
+        hidden: widths of the MLP after the encoder.
+        activation: ``tanh`` or ``relu``.
     """
 
-    def __init__(self, dim: int, clip: float = 10.0, eps: float = 1e-8) -> None:
+    def __init__(
+        self, observation: gym.Space | nn.Module, hidden: Sequence[int], activation: str = "tanh"
+    ) -> None:
         super().__init__()
-        self.clip, self.eps = clip, eps
-        self.register_buffer("mean", torch.zeros(dim))
-        self.register_buffer("var", torch.ones(dim))
-        self.register_buffer("count", torch.zeros((), dtype=torch.float64))
-
-    def forward(self, obs: Tensor) -> Tensor:
-        return ((obs - self.mean) / (self.var + self.eps).sqrt()).clamp(-self.clip, self.clip)
-
-    @torch.no_grad()
-    def update(self, obs: Tensor, mask: Tensor | None = None) -> None:
-        """Fold in ``obs`` ``[..., dim]`` (the entries where ``mask`` ``[...]`` is True)."""
-        batch = obs.reshape(-1, obs.shape[-1]) if mask is None else obs[mask]
-        n = batch.shape[0]
-        if n == 0:
-            return
-        batch_mean = batch.mean(0)
-        batch_var = batch.var(0, correction=0)
-        total = self.count + n
-        delta = batch_mean - self.mean
-        self.mean += delta * (n / total).float()
-        self.var.copy_(
-            (
-                self.var * self.count.float()
-                + batch_var * n
-                + delta.pow(2) * (self.count * n / total).float()
-            )
-            / total.float()
+        self.encoder = (
+            encoder_for(observation) if isinstance(observation, gym.Space) else observation
         )
-        self.count.copy_(total)
+        self.obs_norm: nn.Module = nn.Identity()
+        self.net = mlp(self.encoder.out_dim, hidden, 1, ACTIVATIONS[activation], output_gain=1.0)
+
+    def forward(self, obs: Obs) -> Tensor:
+        return self.net(self.obs_norm(self.encoder(obs))).squeeze(-1)
+
+
+def check_policy(policy: nn.Module) -> None:
+    """Raise ``TypeError`` naming what a custom policy lacks of the contract.
+
+    A policy is an ``nn.Module`` whose ``forward(obs)`` returns a ``torch.distributions``
+    object with one ``log_prob`` per sample, with ``mode(dist)`` (the most likely action) and
+    ``to_env(actions)`` (actions ``[N, ...]`` to the numpy batch the vector environment takes).
+    Subclass :class:`Policy` to get all three.
+    """
+    if not isinstance(policy, nn.Module):
+        raise TypeError(f"make_policy must return an nn.Module, got {type(policy).__name__}")
+    missing = [name for name in ("mode", "to_env") if not callable(getattr(policy, name, None))]
+    if type(policy).forward is nn.Module.forward:
+        missing.insert(0, "forward")
+    if missing:
+        raise TypeError(
+            f"policy {type(policy).__name__} lacks {', '.join(missing)}: a policy maps "
+            "observations to a torch distribution and has mode(dist) and to_env(actions); "
+            "subclass pgrad.Policy"
+        )

@@ -10,7 +10,8 @@ Shapes (T steps, N environments):
 
 | field          | shape                | meaning                                                  |
 |----------------|----------------------|----------------------------------------------------------|
-| ``obs``        | ``[T + 1, N, D]``    | encoded observations; ``obs[t + 1]`` followed step ``t`` |
+| ``obs``        | ``[T + 1, N, ...]``  | observations as the space gives them (dtype and Dict or  |
+|                |                      | Tuple structure kept); ``obs[t + 1]`` followed step ``t``|
 | ``actions``    | ``[T, N, *A]``       | sampled actions (policy's representation)                |
 | ``rewards``    | ``[T, N]``           | float32 rewards                                          |
 | ``terminated`` | ``[T, N]``           | the episode ended in a terminal state at step ``t``      |
@@ -20,30 +21,40 @@ Shapes (T steps, N environments):
 ``obs[t + 1]`` at a step with ``terminated | truncated`` is the true final observation, so the
 value of ``obs[1:]`` is exactly the ``next_values`` that returns and GAE need, truncation
 bootstrap included.
+
+**Action masks**: where observations carry an ``action_mask`` (see ``pgrad.policies``), a mask
+that allows no action is an error naming the environment and step, unless that environment's
+action is ignored anyway (the dead step after an episode's end, or an environment waiting for
+the others in ``collect_episodes``).
+
+A ``Batch`` is what an update learns from: the rollout's observations and actions with what
+the algorithm prepared once per rollout (advantages, value targets, old log-probabilities),
+time-major ``[T, N]``, sliced into shuffled minibatches when an algorithm takes several steps.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 from torch import Tensor
 
+from pgrad.errors import NonFiniteError
+from pgrad.obs import Obs, action_mask, leaves, map_obs, to_tensor
 from pgrad.policies import Policy
 
-
-class NonFiniteError(ValueError):
-    """An observation or reward from the environment is NaN or infinite."""
+ROLLOUT_FIELDS = ("obs", "actions", "rewards", "terminated", "truncated", "mask")
+"""The time-major tensor fields of a ``Rollout`` (``obs`` may be a dict or tuple of tensors)."""
 
 
 @dataclass
 class Rollout:
     """A time-major batch of experience; see the module docstring for the shapes."""
 
-    obs: Tensor
+    obs: Obs
     actions: Tensor
     rewards: Tensor
     terminated: Tensor
@@ -59,19 +70,76 @@ class Rollout:
         return int(self.rewards.numel())
 
     def to(self, device: torch.device | str) -> Rollout:
-        moved = {
-            k: getattr(self, k).to(device)
-            for k in ("obs", "actions", "rewards", "terminated", "truncated", "mask")
-        }
-        return Rollout(
-            **moved,
-            episode_returns=self.episode_returns,
-            episode_lengths=self.episode_lengths,
-            weights_version=self.weights_version,
+        return replace(
+            self, **{k: map_obs(lambda x: x.to(device), getattr(self, k)) for k in ROLLOUT_FIELDS}
         )
 
 
-Encoder = Callable[[Tensor], Tensor]
+@dataclass
+class Batch:
+    """What an update learns from, prepared once per rollout (see the module docstring).
+
+    Every tensor has the same leading batch shape ``B``: ``[T, N]`` as prepared, ``[M]`` in a
+    shuffled minibatch of ``M`` samples.
+
+    | field             | shape         | meaning                                             |
+    |-------------------|---------------|-----------------------------------------------------|
+    | ``obs``           | ``[*B, ...]`` | observations the actions were taken in              |
+    | ``actions``       | ``[*B, *A]``  | the actions                                         |
+    | ``mask``          | ``[*B]``      | real transitions (False: dead or padding)           |
+    | ``advantages``    | ``[*B]``      | what multiplies the score function (constants)      |
+    | ``returns``       | ``[*B]``      | value targets (critic), or the Monte-Carlo returns  |
+    | ``old_log_probs`` | ``[*B]``      | log-probabilities under the policy that collected   |
+    | ``old_values``    | ``[*B]``      | the critic's values when the rollout was prepared   |
+
+    ``stats`` holds the per-update diagnostics computed while preparing (explained variance,
+    advantage statistics), logged once per update.
+    """
+
+    obs: Obs
+    actions: Tensor
+    mask: Tensor
+    advantages: Tensor
+    returns: Tensor | None = None
+    old_log_probs: Tensor | None = None
+    old_values: Tensor | None = None
+    stats: dict[str, float] = field(default_factory=dict)
+
+    def _map(self, fn: Callable[[Tensor], Tensor]) -> Batch:
+        changed = {
+            f.name: map_obs(fn, getattr(self, f.name))
+            for f in fields(self)
+            if f.name != "stats" and getattr(self, f.name) is not None
+        }
+        return replace(self, **changed)
+
+    def __len__(self) -> int:
+        return int(self.mask.numel())
+
+    def flatten(self) -> Batch:
+        """The batch dimensions merged into one: ``[T, N, ...] -> [T * N, ...]``."""
+        dims = self.mask.dim()
+        return self._map(lambda x: x.flatten(0, dims - 1)) if dims > 1 else self
+
+    def __getitem__(self, index: Tensor) -> Batch:
+        """The samples at ``index`` along the single batch dimension of a flattened batch."""
+        return self._map(lambda x: x[index])
+
+    def minibatches(
+        self, num_minibatches: int, generator: torch.Generator | None = None
+    ) -> Iterator[Batch]:
+        """The whole batch as one minibatch, or a shuffled partition into ``num_minibatches``.
+
+        With one minibatch the batch keeps its ``[T, N]`` shape and order; with more it is
+        flattened, permuted with ``generator`` and cut into slices of near-equal size.
+        """
+        if num_minibatches <= 1:
+            yield self
+            return
+        flat = self.flatten()
+        order = torch.randperm(len(flat), generator=generator).to(self.mask.device)
+        for index in order.tensor_split(num_minibatches):
+            yield flat[index]
 
 
 def _all_finite(x: Tensor) -> bool:
@@ -98,7 +166,6 @@ class Collector:
         self,
         envs: VectorEnv,
         policy: Policy,
-        encode: Encoder,
         device: torch.device,
         seed: int,
         deterministic: bool = False,
@@ -106,22 +173,43 @@ class Collector:
         mode = envs.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
         if AutoresetMode(mode) is not AutoresetMode.NEXT_STEP:
             raise ValueError(f"the collector needs next-step autoreset, the env uses {mode}")
-        self.envs, self.policy, self.encode, self.device = envs, policy, encode, device
+        self.envs, self.policy, self.device = envs, policy, device
         self.num_envs = envs.num_envs
         self.seed = seed
         self.deterministic = deterministic
         """Act with the policy's most likely action instead of a sample (evaluation)."""
-        self._obs: Tensor | None = None
+        self._obs: Obs | None = None
         self._prev_done = np.zeros(self.num_envs, dtype=bool)
         self._running_return = np.zeros(self.num_envs, dtype=np.float64)
         self._running_length = np.zeros(self.num_envs, dtype=np.int64)
 
     # -- helpers -----------------------------------------------------------------------------
-    def _observe(self, raw: np.ndarray, step: int) -> Tensor:
-        obs = self.encode(torch.as_tensor(raw, device=self.device))
-        if obs.is_floating_point() and not _all_finite(obs):
-            env = int((~torch.isfinite(obs)).flatten(1).any(1).nonzero()[0])
-            raise NonFiniteError(f"non-finite observation from environment {env} at step {step}")
+    def _observe(self, raw: object, step: int, live: np.ndarray | None = None) -> Obs:
+        """The environments' observations as tensors, checked.
+
+        Args:
+            raw: what the vector environment returned.
+            step: the global step, for messages.
+            live: environments whose next action matters (default: all); only their action
+                masks must allow an action.
+        """
+        obs = to_tensor(raw, self.device)
+        for leaf in leaves(obs):
+            if leaf.is_floating_point() and not _all_finite(leaf):
+                env = int((~torch.isfinite(leaf)).flatten(1).any(1).nonzero()[0])
+                raise NonFiniteError(
+                    f"non-finite observation from environment {env} at step {step}"
+                )
+        mask = action_mask(obs)
+        if mask is not None:
+            empty = ~mask.bool().flatten(1).any(1).cpu().numpy()
+            if live is not None:
+                empty &= live
+            if empty.any():
+                env = int(np.flatnonzero(empty)[0])
+                raise ValueError(
+                    f"the action mask of environment {env} allows no action at step {step}"
+                )
         return obs
 
     def reset(self, seed: int | list[int] | None) -> None:
@@ -132,17 +220,20 @@ class Collector:
         self._running_length[:] = 0
 
     def _step(
-        self, obs: Tensor, step: int
-    ) -> tuple[Tensor, Tensor, np.ndarray, np.ndarray, np.ndarray]:
+        self, obs: Obs, step: int, live: np.ndarray | None = None
+    ) -> tuple[Tensor, Obs, np.ndarray, np.ndarray, np.ndarray]:
         """One policy call and one environment step; call under ``torch.inference_mode``.
 
-        Returns the action, the next encoded observation, and the raw rewards, terminated and
-        truncated arrays ``[N]`` as the environment gave them.
+        Returns the action, the next observation, and the raw rewards, terminated and truncated
+        arrays ``[N]`` as the environment gave them. ``live`` (default: all) are the
+        environments still acting after this step, whose masks are checked.
         """
         dist = self.policy(obs)
         action = self.policy.mode(dist) if self.deterministic else dist.sample()
         raw, rewards, terminated, truncated, _ = self.envs.step(self.policy.to_env(action))
-        return action, self._observe(raw, step), rewards, terminated, truncated
+        done = np.asarray(terminated) | np.asarray(truncated)
+        live = ~done if live is None else live & ~done
+        return action, self._observe(raw, step, live), rewards, terminated, truncated
 
     @staticmethod
     def _check_rewards(rewards: np.ndarray, step_offset: int) -> None:
@@ -199,17 +290,20 @@ class Collector:
         T, N = num_steps, self.num_envs
         # allocated outside inference mode so that an update can backpropagate through them;
         # observations are copied in at once because an environment may reuse its arrays
-        obs = torch.empty((T + 1, *self._obs.shape), dtype=self._obs.dtype, device=self.device)
-        obs[0] = self._obs
+        obs = map_obs(
+            lambda x: torch.empty((T + 1, *x.shape), dtype=x.dtype, device=self.device), self._obs
+        )
+        _put(obs, 0, self._obs)
         action_list = []
         rewards = np.empty((T, N), dtype=np.float32)
         terminated = np.empty((T, N), dtype=bool)
         truncated = np.empty((T, N), dtype=bool)
         with torch.inference_mode():
             for t in range(T):
-                action, obs[t + 1], rewards[t], terminated[t], truncated[t] = self._step(
-                    obs[t], step_offset + t * N
+                action, next_obs, rewards[t], terminated[t], truncated[t] = self._step(
+                    _at(obs, t), step_offset + t * N
                 )
+                _put(obs, t + 1, next_obs)
                 action_list.append(action)
         self._check_rewards(rewards, step_offset)
         # next-step autoreset: the step after an episode ended is dead (see the module docstring)
@@ -218,7 +312,7 @@ class Collector:
         mask[0] = ~self._prev_done
         np.logical_not(done[:-1], out=mask[1:])
         self._prev_done = done[-1].copy()
-        self._obs = obs[T].clone()
+        self._obs = map_obs(lambda x: x[T].clone(), obs)
         return self._finish(obs, torch.stack(action_list), rewards, terminated, truncated, mask)
 
     def collect_episodes(
@@ -239,7 +333,7 @@ class Collector:
         with torch.inference_mode():
             while running.any() and t < max_steps:
                 action, next_obs, rewards, terminated, truncated = self._step(
-                    obs_list[-1], step_offset + t * N
+                    obs_list[-1], step_offset + t * N, running
                 )
                 obs_list.append(next_obs)
                 action_list.append(action)
@@ -257,7 +351,7 @@ class Collector:
         self._obs = None
         # stacked outside inference mode, so that an update can backpropagate through them
         return self._finish(
-            torch.stack(obs_list),
+            map_obs(lambda *xs: torch.stack(xs), *obs_list),
             torch.stack(action_list),
             rewards_arr,
             np.stack(term_list),
@@ -267,7 +361,7 @@ class Collector:
 
     def _finish(
         self,
-        obs: Tensor,
+        obs: Obs,
         actions: Tensor,
         rewards: np.ndarray,
         terminated: np.ndarray,
@@ -287,3 +381,13 @@ class Collector:
         )
         self._track_episodes(rewards, terminated | truncated, mask, rollout)
         return rollout
+
+
+def _at(obs: Obs, t: int) -> Obs:
+    """``obs[t]`` of every leaf."""
+    return map_obs(lambda x: x[t], obs)
+
+
+def _put(buffer: Obs, t: int, value: Obs) -> None:
+    """``buffer[t] = value`` for every leaf (a copy: environments may reuse their arrays)."""
+    map_obs(lambda b, x: b[t].copy_(x), buffer, value)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from pgrad.agent import A2C
+from pgrad import A2C
 from pgrad.agents import CartPole
 from pgrad.distributed import (
     RAY_MISSING,
@@ -202,7 +202,7 @@ def test_a_file_agent_reaches_the_workers(tmp_path):
     """``--agent path/file.py:Class`` exists only in the driver; the workers get it by value."""
     pytest.importorskip("ray")
     (tmp_path / "my_agent.py").write_text(
-        "from pgrad.agent import A2C\n\n\n"
+        "from pgrad import A2C\n\n\n"
         "class Mine(A2C):\n    name = 'mine'\n    defaults = {**A2C.defaults, 'num_envs': 2}\n"
     )
     result = pgrad(

@@ -46,7 +46,7 @@ def test_cartpole_preset_solves_and_logs_curves(tmp_path):
 
 def test_short_corridor_learns_the_stochastic_optimum(tmp_path):
     agent = ShortCorridor(seed=1, run_dir=tmp_path / "sc", quiet=True).train()
-    p_right = agent.policy(torch.ones(1, 1)).probs[0, 1].item()
+    p_right = agent.policy(torch.zeros(1, dtype=torch.long)).probs[0, 1].item()
     assert abs(p_right - OPTIMAL_P_RIGHT) < 0.1, p_right
     result = agent.evaluate(episodes=1000, deterministic=False, seed=7)
     assert abs(result["mean_return"] - OPTIMAL_VALUE) < 1.5, result["mean_return"]
@@ -54,6 +54,6 @@ def test_short_corridor_learns_the_stochastic_optimum(tmp_path):
 
 def test_bandit_finds_the_best_arm(tmp_path):
     agent = Bandit(seed=1, run_dir=tmp_path / "b", quiet=True).train()
-    probs = agent.policy(torch.ones(1, 1)).probs[0]
+    probs = agent.policy(torch.zeros(1, dtype=torch.long)).probs[0]
     best = agent.envs.envs[0].unwrapped.best_arm
     assert probs.argmax().item() == best and probs[best] > 0.9, probs

@@ -95,7 +95,16 @@ def test_checkpoint_holds_everything_and_keeps_last_k(tmp_path):
     kept = list_checkpoints(tmp_path / "r" / "checkpoints")
     assert len(kept) == 2
     state = load(kept[-1])
-    for key in ("policy", "critic", "optimizer", "global_step", "updates", "rng", "config", "ema"):
+    for key in (
+        "policy",
+        "critic",
+        "optimizer",
+        "global_step",
+        "updates",
+        "rng",
+        "config",
+        "algorithm",
+    ):
         assert key in state
     assert state["global_step"] == agent.global_step
     assert state["config"]["learning_rate_final"] == 0.0
@@ -222,12 +231,12 @@ class FlakyLoss(A2C):
 
     bad_calls: set[int] = set()
 
-    def compute_loss(self, rollout, entropy_coef):
-        parts, stats = super().compute_loss(rollout, entropy_coef)
+    def loss(self, batch, entropy_coef):
+        parts = super().loss(batch, entropy_coef)
         self.calls = getattr(self, "calls", 0) + 1
         if self.calls in self.bad_calls:
             parts = dataclasses.replace(parts, total=parts.total * float("nan"))
-        return parts, stats
+        return parts
 
 
 def test_nonfinite_loss_skips_update_and_stops_after_a_streak(tmp_path):
@@ -314,10 +323,10 @@ def test_skipped_update_leaves_the_moving_average_baseline_alone(tmp_path):
         quiet=True,
     )
     agent.update(agent.collect())
-    value, count = agent.ema.value, agent.ema.num_updates
+    value, count = agent.algorithm.ema.value, agent.algorithm.ema.num_updates
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         agent.update(agent.collect())  # the second call's loss is NaN: skipped
-    assert (agent.ema.value, agent.ema.num_updates) == (value, count)
+    assert (agent.algorithm.ema.value, agent.algorithm.ema.num_updates) == (value, count)
     agent.update(agent.collect())
-    assert agent.ema.num_updates == count + 1
+    assert agent.algorithm.ema.num_updates == count + 1

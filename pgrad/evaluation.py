@@ -1,0 +1,51 @@
+"""Evaluation: whole episodes from seeded starts, in fresh environments, summarised."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from pgrad.envs_util import accepts_seed_list, derive_seed, episode_cap
+from pgrad.rollout import Collector
+
+
+def evaluate(
+    agent: Any, episodes: int = 10, deterministic: bool = True, seed: int | None = None
+) -> dict[str, Any]:
+    """Run ``episodes`` whole episodes of ``agent``'s policy in parallel, one per environment.
+
+    The environments are new (``agent.make_env(episodes)``), reset with seeds derived from
+    ``seed`` (default: the run's seed + 10,000, so evaluation never replays training starts);
+    torch's global RNG is left as it was.
+
+    Returns:
+        ``{"episodes", "mean_return", "std_return", "mean_length", "returns", "lengths"}``.
+    """
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    seed = agent.config.seed + 10_000 if seed is None else seed
+    envs = agent.make_env(episodes)
+    try:
+        collector = Collector(envs, agent.policy, agent.device, seed, deterministic)
+        reset_seed = (
+            [derive_seed(seed, i) for i in range(episodes)] if accepts_seed_list(envs) else seed
+        )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            rollout = collector.collect_episodes(
+                reset_seed, episode_cap(envs, agent.config.max_episode_steps)
+            )
+    finally:
+        envs.close()
+    returns = np.asarray(rollout.episode_returns, dtype=np.float64)
+    lengths = np.asarray(rollout.episode_lengths, dtype=np.float64)
+    return {
+        "episodes": int(returns.size),
+        "mean_return": float(returns.mean()),
+        "std_return": float(returns.std()),
+        "mean_length": float(lengths.mean()),
+        "returns": returns.tolist(),
+        "lengths": lengths.astype(int).tolist(),
+    }
