@@ -87,8 +87,7 @@ class ReinforceAlgorithm(Algorithm):
         masked = advantages[mask]
         stats["diagnostics/advantage_mean"] = float(masked.mean()) if masked.numel() else 0.0
         stats["diagnostics/advantage_std"] = float(masked.std()) if masked.numel() > 1 else 0.0
-        self._full_obs = rollout.obs  # TEMPORARY: bitwise parity with the pre-split update
-        self._prepared = batch = Batch(
+        return Batch(
             obs=map_obs(lambda x: x[:-1], rollout.obs),
             actions=rollout.actions,
             mask=mask,
@@ -97,7 +96,6 @@ class ReinforceAlgorithm(Algorithm):
             old_values=values,
             stats=stats,
         )
-        return batch
 
     def baseline_advantages(self, returns: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``returns [T, N]`` minus the config's critic-free baseline."""
@@ -120,11 +118,7 @@ class ReinforceAlgorithm(Algorithm):
         total = policy - entropy_coef * entropy
         value = None
         if self.critic is not None:
-            if batch is getattr(self, "_prepared", None):  # TEMPORARY, see prepare
-                values = self.critic(self._full_obs)[:-1]
-            else:
-                values = self.critic(batch.obs)
-            value = value_loss(values, batch.returns, batch.mask)
+            value = value_loss(self.critic(batch.obs), batch.returns, batch.mask)
             total = total + self.config.vf_coef * value
         return LossParts(total=total, policy=policy, entropy=entropy, value=value)
 
