@@ -12,12 +12,13 @@ from pgrad.agents.cartpole import CartPole, CartPoleFast
 from pgrad.agents.generic import A2C, Reinforce
 from pgrad.agents.lunar_lander import LunarLander
 from pgrad.agents.pendulum import Pendulum
+from pgrad.agents.pixel_grid import PixelGrid
 from pgrad.agents.short_corridor import ShortCorridor
 
 GENERIC: dict[str, type[Agent]] = {"reinforce": Reinforce, "a2c": A2C}
 PRESETS: dict[str, type[Agent]] = {
     cls.env_id: cls  # type: ignore[misc]
-    for cls in (CartPole, Acrobot, LunarLander, Pendulum, ShortCorridor, Bandit)
+    for cls in (CartPole, Acrobot, LunarLander, Pendulum, ShortCorridor, Bandit, PixelGrid)
 }
 # presets that are not their environment's default, chosen by name (pgrad train --agent NAME)
 VARIANTS: dict[str, type[Agent]] = {cls.name: cls for cls in (CartPoleFast,)}
@@ -44,6 +45,7 @@ __all__ = [
     "CartPoleFast",
     "LunarLander",
     "Pendulum",
+    "PixelGrid",
     "ShortCorridor",
     "preset_for",
 ]

@@ -8,7 +8,7 @@ import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
 
-from pgrad import A2C
+from pgrad.agents import PixelGrid
 from pgrad.encoders import CNNEncoder, FlatEncoder, encoder_for, is_image_space
 from pgrad.envs.pixel_grid import shortest_path
 
@@ -39,15 +39,8 @@ def test_pixel_grid_passes_check_env():
 
 
 def pixel_agent(tmp_path, total_steps):
-    return A2C(
-        env_id="pgrad/PixelGrid-v0",
-        num_envs=16,
-        num_steps=8,
+    return PixelGrid(
         total_steps=total_steps,
-        learning_rate=2e-3,
-        hidden=(64,),
-        ent_coef=0.01,
-        gamma=0.95,
         seed=1,
         quiet=True,
         eval_episodes=0,
