@@ -1,13 +1,14 @@
 """pgrad's own Gymnasium environments, registered under the ``pgrad/`` namespace.
 
-| id                         | what it tests                                                      |
-|----------------------------|--------------------------------------------------------------------|
-| ``pgrad/ShortCorridor-v0`` | Sutton & Barto Example 13.1: the best policy is stochastic         |
-| ``pgrad/Bandit-v0``        | a k-armed Gaussian bandit with a known best arm                    |
-| ``pgrad/Copy-v0``          | token generation: repeat the prompt (one token per step)           |
-| ``pgrad/Reverse-v0``       | token generation: the prompt backwards                             |
-| ``pgrad/Sort-v0``          | token generation: the prompt's symbols sorted                      |
-| ``pgrad/Addition-v0``      | token generation: the sum of two numbers                           |
+| id                         | what it tests                                                         |
+|----------------------------|-----------------------------------------------------------------------|
+| ``pgrad/ShortCorridor-v0`` | Sutton & Barto Example 13.1: the best policy is stochastic            |
+| ``pgrad/Bandit-v0``        | a k-armed Gaussian bandit with a known best arm                       |
+| ``pgrad/Copy-v0``          | token generation: repeat the prompt (one token per step)              |
+| ``pgrad/Reverse-v0``       | token generation: the prompt backwards                                |
+| ``pgrad/Sort-v0``          | token generation: the prompt's symbols sorted                         |
+| ``pgrad/Addition-v0``      | token generation: the sum of two numbers                              |
+| ``pgrad/TSP-v0``           | build a travelling-salesman tour, one city a step (numpy-vectorised)  |
 
 Importing ``pgrad`` registers them, so ``gymnasium.make("pgrad/ShortCorridor-v0")`` works after
 ``import pgrad``. Sizes are ``gymnasium.make`` keyword arguments, e.g.
@@ -19,21 +20,30 @@ from gymnasium.envs.registration import register, registry
 from pgrad.envs.bandit import BanditEnv
 from pgrad.envs.short_corridor import OPTIMAL_P_RIGHT, OPTIMAL_VALUE, ShortCorridorEnv
 from pgrad.envs.tokens import AdditionEnv, CopyEnv, ReverseEnv, SortEnv, TokenTask
+from pgrad.envs.tsp import TSPEnv, TSPVectorEnv
 
-_ENTRY_POINTS = {
-    "pgrad/ShortCorridor-v0": ("pgrad.envs.short_corridor:ShortCorridorEnv", 200),
-    "pgrad/Bandit-v0": ("pgrad.envs.bandit:BanditEnv", None),
-    # Token tasks end by themselves (at <eos> or the answer's length): no time limit.
-    "pgrad/Copy-v0": ("pgrad.envs.tokens:CopyEnv", None),
-    "pgrad/Reverse-v0": ("pgrad.envs.tokens:ReverseEnv", None),
-    "pgrad/Sort-v0": ("pgrad.envs.tokens:SortEnv", None),
-    "pgrad/Addition-v0": ("pgrad.envs.tokens:AdditionEnv", None),
+# Token tasks and TSP end by themselves (a token task at <eos> or the answer's length, TSP after
+# n cities): no time limit.
+_SPECS: dict[str, dict] = {
+    "pgrad/ShortCorridor-v0": {
+        "entry_point": "pgrad.envs.short_corridor:ShortCorridorEnv",
+        "max_episode_steps": 200,
+    },
+    "pgrad/Bandit-v0": {"entry_point": "pgrad.envs.bandit:BanditEnv"},
+    "pgrad/Copy-v0": {"entry_point": "pgrad.envs.tokens:CopyEnv"},
+    "pgrad/Reverse-v0": {"entry_point": "pgrad.envs.tokens:ReverseEnv"},
+    "pgrad/Sort-v0": {"entry_point": "pgrad.envs.tokens:SortEnv"},
+    "pgrad/Addition-v0": {"entry_point": "pgrad.envs.tokens:AdditionEnv"},
+    "pgrad/TSP-v0": {
+        "entry_point": "pgrad.envs.tsp:TSPEnv",
+        "vector_entry_point": "pgrad.envs.tsp:TSPVectorEnv",
+    },
 }
-ENV_IDS = tuple(_ENTRY_POINTS)
+ENV_IDS = tuple(_SPECS)
 
-for _env_id, (_entry_point, _max_steps) in _ENTRY_POINTS.items():
+for _env_id, _spec in _SPECS.items():
     if _env_id not in registry:
-        register(id=_env_id, entry_point=_entry_point, max_episode_steps=_max_steps)
+        register(id=_env_id, **_spec)
 
 __all__ = [
     "ENV_IDS",
@@ -45,5 +55,7 @@ __all__ = [
     "ReverseEnv",
     "ShortCorridorEnv",
     "SortEnv",
+    "TSPEnv",
+    "TSPVectorEnv",
     "TokenTask",
 ]
