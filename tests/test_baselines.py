@@ -317,14 +317,11 @@ def test_greedy_rollout_baseline_replaced_only_when_significantly_better():
     with torch.no_grad():
         policy.weight.fill_(0.9)
     assert not baseline.update(policy, instances).replaced
+
     # Better on every instance, with noise so that the t statistic is finite.
-    noisy = lambda module, x: (
-        greedy_reward(module, x)
-        + 0.01
-        * torch.randn(  # noqa: E731
-            x.shape, generator=gen
-        )
-    )
+    def noisy(module, x):
+        return greedy_reward(module, x) + 0.01 * torch.randn(x.shape, generator=gen)
+
     baseline.rollout = noisy
     with torch.no_grad():
         policy.weight.fill_(1.1)
