@@ -195,7 +195,8 @@ class AttentionModel(nn.Module):
             self._heads(query[:, None]),
             encoding.glimpse_keys,
             encoding.glimpse_values,
-            # A finished tour (nothing legal) attends to every city rather than to none (nan).
+            # A finished tour (nothing legal) attends to every city rather than to none, which
+            # gives nan on some torch versions (zeros on recent ones).
             attn_mask=(legal | ~legal.any(-1, keepdim=True))[:, None, None],
         )  # [B, H, 1, d / H]
         query = self.glimpse_out(glimpse.transpose(1, 2).flatten(2)[:, 0])  # [B, d]

@@ -171,6 +171,8 @@ def test_attention_model_gradient_flows_and_validation(attention_model):
     obs = tsp_obs(num=2, n=4, steps=1)
     torch.log_softmax(attention_model(obs), -1)[:, 0].sum().backward()
     assert all(p.grad is not None for p in attention_model.parameters())
+    # A finished tour (every city visited) still gives finite logits, not nan.
+    assert torch.isfinite(attention_model(tsp_obs(num=2, n=4, steps=4))).all()
     with pytest.raises(ValueError, match=r"coords must be \[B, n, 2\]"):
         attention_model.encode(torch.zeros(2, 3))
     with pytest.raises(ValueError, match="must be a multiple of num_heads"):
