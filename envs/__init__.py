@@ -1,13 +1,19 @@
 """pgrad's own Gymnasium environments, registered under the ``pgrad/`` namespace.
 
-| id                       | what it tests                                                        |
-|--------------------------|----------------------------------------------------------------------|
-| ``pgrad/ShortCorridor-v0`` | Sutton & Barto Example 13.1: the best policy is stochastic         |
-| ``pgrad/Bandit-v0``        | a k-armed Gaussian bandit with a known best arm                    |
-| ``pgrad/PixelGrid-v0``     | a grid world seen only as a 16 x 16 image: the CNN encoder's task  |
+| id                         | what it tests                                                         |
+|----------------------------|-----------------------------------------------------------------------|
+| ``pgrad/ShortCorridor-v0`` | Sutton & Barto Example 13.1: the best policy is stochastic            |
+| ``pgrad/Bandit-v0``        | a k-armed Gaussian bandit with a known best arm                       |
+| ``pgrad/PixelGrid-v0``     | a grid world seen only as a 16 x 16 image: the CNN encoder's task     |
+| ``pgrad/Copy-v0``          | token generation: repeat the prompt (one token per step)              |
+| ``pgrad/Reverse-v0``       | token generation: the prompt backwards                                |
+| ``pgrad/Sort-v0``          | token generation: the prompt's symbols sorted                         |
+| ``pgrad/Addition-v0``      | token generation: the sum of two numbers                              |
+| ``pgrad/TSP-v0``           | build a travelling-salesman tour, one city a step (numpy-vectorised)  |
 
 Importing ``pgrad`` registers them, so ``gymnasium.make("pgrad/ShortCorridor-v0")`` works after
-``import pgrad``.
+``import pgrad``. Sizes are ``gymnasium.make`` keyword arguments, e.g.
+``gymnasium.make("pgrad/Reverse-v0", length=4)``.
 """
 
 from gymnasium.envs.registration import register, registry
@@ -15,30 +21,48 @@ from gymnasium.envs.registration import register, registry
 from pgrad.envs.bandit import BanditEnv
 from pgrad.envs.pixel_grid import PixelGridEnv
 from pgrad.envs.short_corridor import OPTIMAL_P_RIGHT, OPTIMAL_VALUE, ShortCorridorEnv
+from pgrad.envs.tokens import AdditionEnv, CopyEnv, ReverseEnv, SortEnv, TokenTask
+from pgrad.envs.tsp import TSPEnv, TSPVectorEnv
 
-ENV_IDS = ("pgrad/ShortCorridor-v0", "pgrad/Bandit-v0", "pgrad/PixelGrid-v0")
+# Token tasks and TSP end by themselves (a token task at <eos> or the answer's length, TSP after
+# n cities): no time limit.
+_SPECS: dict[str, dict] = {
+    "pgrad/ShortCorridor-v0": {
+        "entry_point": "pgrad.envs.short_corridor:ShortCorridorEnv",
+        "max_episode_steps": 200,
+    },
+    "pgrad/Bandit-v0": {"entry_point": "pgrad.envs.bandit:BanditEnv"},
+    "pgrad/PixelGrid-v0": {
+        "entry_point": "pgrad.envs.pixel_grid:PixelGridEnv",
+        "max_episode_steps": 20,
+    },
+    "pgrad/Copy-v0": {"entry_point": "pgrad.envs.tokens:CopyEnv"},
+    "pgrad/Reverse-v0": {"entry_point": "pgrad.envs.tokens:ReverseEnv"},
+    "pgrad/Sort-v0": {"entry_point": "pgrad.envs.tokens:SortEnv"},
+    "pgrad/Addition-v0": {"entry_point": "pgrad.envs.tokens:AdditionEnv"},
+    "pgrad/TSP-v0": {
+        "entry_point": "pgrad.envs.tsp:TSPEnv",
+        "vector_entry_point": "pgrad.envs.tsp:TSPVectorEnv",
+    },
+}
+ENV_IDS = tuple(_SPECS)
 
-if "pgrad/ShortCorridor-v0" not in registry:
-    register(
-        id="pgrad/ShortCorridor-v0",
-        entry_point="pgrad.envs.short_corridor:ShortCorridorEnv",
-        max_episode_steps=200,
-    )
-if "pgrad/Bandit-v0" not in registry:
-    register(id="pgrad/Bandit-v0", entry_point="pgrad.envs.bandit:BanditEnv")
-
-if "pgrad/PixelGrid-v0" not in registry:
-    register(
-        id="pgrad/PixelGrid-v0",
-        entry_point="pgrad.envs.pixel_grid:PixelGridEnv",
-        max_episode_steps=20,
-    )
+for _env_id, _spec in _SPECS.items():
+    if _env_id not in registry:
+        register(id=_env_id, **_spec)
 
 __all__ = [
     "ENV_IDS",
     "OPTIMAL_P_RIGHT",
     "OPTIMAL_VALUE",
+    "AdditionEnv",
     "BanditEnv",
+    "CopyEnv",
     "PixelGridEnv",
+    "ReverseEnv",
     "ShortCorridorEnv",
+    "SortEnv",
+    "TSPEnv",
+    "TSPVectorEnv",
+    "TokenTask",
 ]

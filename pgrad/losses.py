@@ -195,6 +195,149 @@ def explained_variance(values: Tensor, targets: Tensor, mask: Tensor | None = No
         return 1.0 - float(residuals.var(correction=0)) / target_var
 
 
+AGGREGATIONS = ("seq_sum", "seq_mean", "token_mean", "token_sum_norm")
+
+
+def sequence_policy_loss(
+    token_log_probs: Tensor,
+    advantages: Tensor,
+    mask: Tensor | None,
+    aggregation: str,
+    max_length: int | None = None,
+) -> Tensor:
+    """The REINFORCE loss of whole sequences, with the aggregation over tokens named.
+
+    Sequence ``i`` has tokens ``t = 1..|o_i|`` (``mask``), token log-probabilities
+    ``l_it = log pi(o_it | o_i<t)`` and one advantage ``A_i`` (a function of the whole
+    sequence's reward, e.g. :func:`pgrad.baselines.leave_one_out`). With ``B`` sequences and
+    ``L`` the padded length::
+
+        seq_sum         -1/B          sum_i A_i sum_t l_it
+        seq_mean        -1/B          sum_i A_i (1/|o_i|) sum_t l_it
+        token_mean      -1/sum_i|o_i| sum_i A_i sum_t l_it
+        token_sum_norm  -1/(B L)      sum_i A_i sum_t l_it
+
+    ``seq_sum`` is the REINFORCE estimate itself: ``sum_t grad l_it = grad log pi(o_i)``, so its
+    gradient is minus the unbiased policy gradient (Williams, 1992). ``token_sum_norm``, Dr.
+    GRPO's (Liu et al., 2025), divides that by the constant ``L`` (the generation budget: pass
+    ``max_length`` if the batch is padded to less), which changes nothing but the scale.
+    ``seq_mean`` is GRPO's (Shao et al., 2024): dividing by the sampled sequence's own length
+    weighs a short sequence's tokens more, a bias that favours short right answers and long wrong
+    ones. ``token_mean`` is DAPO's (Yu et al., 2025): every token of the batch weighs the same,
+    so long sequences are not diluted; the divisor depends on the batch's lengths, a bias of
+    order ``1 / B`` that vanishes for large batches.
+
+    =======================  ============  ==================================================
+    argument                 shape         meaning
+    =======================  ============  ==================================================
+    ``token_log_probs``      ``[B, L]``    ``log pi(o_it | o_i<t)``, with gradient
+    ``advantages``           ``[B]``       one per sequence; detached here
+    ``mask``                 ``[B, L]``    bool (or 0/1): the token belongs to the sequence
+    returned                 ``[]``        the loss
+    =======================  ============  ==================================================
+
+    Args:
+        token_log_probs: ``[B, L]`` log-probabilities of the sampled tokens.
+        advantages: ``[B]`` advantages.
+        mask: ``[B, L]`` mask of real tokens, or ``None`` if every sequence has ``L`` tokens.
+            Masked-out entries never reach the loss, even as nan.
+        aggregation: one of ``"seq_sum"``, ``"seq_mean"``, ``"token_mean"``,
+            ``"token_sum_norm"``.
+        max_length: the ``L`` of ``token_sum_norm``, ``>= L``; ``None`` uses the padded length.
+
+    Returns:
+        The scalar loss; 0 (with a gradient of zeros) when no token is masked in.
+
+    Raises:
+        ValueError: for shapes other than ``[B, L]`` and ``[B]``, an unknown aggregation, or a
+            ``max_length`` below ``L``.
+
+    Example:
+        >>> log_probs = torch.tensor([[-1.0, -2.0, -3.0], [-4.0, 0.0, 0.0]])
+        >>> mask = torch.tensor([[1, 1, 1], [1, 0, 0]])
+        >>> sequence_policy_loss(log_probs, torch.tensor([2.0, 3.0]), mask, "seq_mean")
+        tensor(8.)
+    """
+    if aggregation not in AGGREGATIONS:
+        raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
+    if token_log_probs.ndim != 2 or advantages.shape != token_log_probs.shape[:1]:
+        raise ValueError(
+            f"token_log_probs must be [B, L] and advantages [B], got {tuple(token_log_probs.shape)} "
+            f"and {tuple(advantages.shape)}"
+        )
+    if mask is None:
+        keep = torch.ones_like(token_log_probs, dtype=torch.bool)
+    else:
+        _check_same_shape(token_log_probs=token_log_probs, mask=mask)
+        keep = _as_bool(mask, "mask")
+    num_sequences, length = token_log_probs.shape
+    # torch.where, not a product: the log-prob of a padding token may be -inf or nan.
+    sums = torch.where(keep, token_log_probs, 0.0).sum(dim=1)
+    weighted = sums * advantages.detach()
+    if aggregation == "seq_sum":
+        return -weighted.sum() / max(num_sequences, 1)
+    if aggregation == "seq_mean":
+        return -(weighted / keep.sum(dim=1).clamp(min=1)).sum() / max(num_sequences, 1)
+    if aggregation == "token_mean":
+        return -weighted.sum() / keep.sum().clamp(min=1)
+    if max_length is None:
+        max_length = length
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < length:
+        raise ValueError(f"max_length must be an integer >= L = {length}, got {max_length!r}")
+    return -weighted.sum() / max(num_sequences * max_length, 1)
+
+
+def kl_k1(log_prob: Tensor, ref_log_prob: Tensor) -> Tensor:
+    """The k1 estimate of ``KL(pi || pi_ref)`` per sampled token: ``log pi - log pi_ref``.
+
+    From Schulman (2020), "Approximating KL Divergence": for ``x ~ pi``,
+    ``E[k1] = KL(pi || pi_ref)``, unbiased but with high variance and often negative. Fold it
+    into the reward (``r - beta * k1``, detached, as in RLHF's per-token penalty; Ziegler et
+    al., 2019): the score-function gradient then pushes toward ``pi_ref``. Added to the *loss*
+    it does nothing useful: its autograd gradient is ``grad log pi(x)``, whose mean is 0.
+
+    Args:
+        log_prob: ``log pi(x)`` of sampled tokens, any shape.
+        ref_log_prob: ``log pi_ref(x)`` of the same tokens, same shape.
+
+    Returns:
+        The per-token estimates, same shape (with whatever gradient ``log_prob`` carries).
+
+    Raises:
+        ValueError: if the shapes differ.
+    """
+    _check_same_shape(log_prob=log_prob, ref_log_prob=ref_log_prob)
+    return log_prob - ref_log_prob
+
+
+def kl_k3(log_prob: Tensor, ref_log_prob: Tensor) -> Tensor:
+    """The k3 estimate of ``KL(pi || pi_ref)`` per sampled token, for the loss.
+
+    From Schulman (2020), "Approximating KL Divergence", with ``r = pi_ref(x) / pi(x)``::
+
+        k3 = r - log r - 1 = exp(log pi_ref - log pi) - (log pi_ref - log pi) - 1
+
+    For ``x ~ pi`` it is unbiased, ``E[k3] = KL(pi || pi_ref)``, never negative, and of low
+    variance when the two are close; GRPO adds ``beta * mean(k3)`` to the loss (Shao et al.,
+    2024). Note what that gradient is: ``grad k3 = (1 - r) grad log pi(x)``, whose mean under
+    ``pi`` is ``grad KL(pi_ref || pi)``, the *reverse* direction of the value it estimates.
+    Both vanish at ``pi = pi_ref`` and agree to second order near it.
+
+    Args:
+        log_prob: ``log pi(x)`` of sampled tokens, any shape, with gradient.
+        ref_log_prob: ``log pi_ref(x)``, same shape; a constant.
+
+    Returns:
+        The per-token estimates, same shape.
+
+    Raises:
+        ValueError: if the shapes differ.
+    """
+    _check_same_shape(log_prob=log_prob, ref_log_prob=ref_log_prob)
+    log_ratio = ref_log_prob.detach() - log_prob
+    return torch.expm1(log_ratio) - log_ratio
+
+
 @dataclass(frozen=True)
 class LossParts:
     """The total loss of one update and its named parts, for the agent to log.
@@ -257,10 +400,14 @@ def _check_same_shape(**tensors: Tensor | None) -> None:
 
 
 __all__ = [
+    "AGGREGATIONS",
     "LossParts",
     "entropy_bonus",
     "explained_variance",
+    "kl_k1",
+    "kl_k3",
     "normalize_advantages",
     "reinforce_loss",
+    "sequence_policy_loss",
     "value_loss",
 ]
