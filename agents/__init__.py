@@ -13,13 +13,16 @@ from pgrad.agents.generic import A2C, Reinforce
 from pgrad.agents.lunar_lander import LunarLander
 from pgrad.agents.pendulum import Pendulum
 from pgrad.agents.pixel_grid import PixelGrid
+from pgrad.agents.sequence import TSP, Addition, Copy, Reverse, Sequence, Sort
 from pgrad.agents.short_corridor import ShortCorridor
 
 GENERIC: dict[str, type[Agent]] = {"reinforce": Reinforce, "a2c": A2C}
+GENERIC["sequence"] = Sequence
 PRESETS: dict[str, type[Agent]] = {
     cls.env_id: cls  # type: ignore[misc]
     for cls in (CartPole, Acrobot, LunarLander, Pendulum, ShortCorridor, Bandit, PixelGrid)
 }
+PRESETS.update({cls.env_id: cls for cls in (Copy, Reverse, Sort, Addition, TSP)})  # type: ignore[misc]
 # presets that are not their environment's default, chosen by name (pgrad train --agent NAME)
 VARIANTS: dict[str, type[Agent]] = {cls.name: cls for cls in (CartPoleFast,)}
 AGENTS: dict[str, type[Agent]] = {
@@ -47,5 +50,11 @@ __all__ = [
     "Pendulum",
     "PixelGrid",
     "ShortCorridor",
+    "Sequence",
+    "Sort",
+    "TSP",
+    "Addition",
+    "Copy",
+    "Reverse",
     "preset_for",
 ]

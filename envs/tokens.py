@@ -91,7 +91,8 @@ class TokenTask(gym.Env):
         ValueError: for no symbols, a length below 1 or an unknown render mode.
     """
 
-    metadata = {"render_modes": ["ansi"]}
+    metadata = {"render_modes": ["ansi"], "episode_info_keys": ("exact",)}
+    """``episode_info_keys``: the agent logs ``info["exact"]`` of every finished episode."""
 
     def __init__(
         self,

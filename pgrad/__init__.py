@@ -8,6 +8,7 @@ ready ``Reinforce`` and ``A2C``, with presets per environment in ``pgrad.agents`
 from pgrad import envs as _register_envs  # noqa: F401  (registers pgrad/... environments)
 from pgrad.agent import Agent
 from pgrad.agents.generic import A2C, Reinforce
+from pgrad.agents.sequence import Sequence
 from pgrad.baselines import EMABaseline, group_normalize, leave_one_out
 from pgrad.config import Config
 from pgrad.errors import TrainingError
@@ -24,10 +25,14 @@ from pgrad.nn import BinaryLinear, mlp
 from pgrad.policies import Policy, ValueFunction, policy_for
 from pgrad.returns import discounted_returns, gae
 from pgrad.rollout import Batch, Rollout
+from pgrad.sequence_policies import TokenPolicy, TourPolicy
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Sequence",
+    "TokenPolicy",
+    "TourPolicy",
     "A2C",
     "Batch",
     "Agent",

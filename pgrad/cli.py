@@ -306,6 +306,9 @@ def _train_and_report(agent: Any, total: int, quiet: bool) -> int:
     return 0
 
 
+_EVAL_KEYS = ("episodes", "mean_return", "std_return", "mean_length")
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from pgrad import checkpoint as ckpt
 
@@ -350,16 +353,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
             agent, Path(args.video), min(args.episodes, 3), not args.stochastic, args.seed
         )
         print(f"recorded {len(videos)} episode(s) in {args.video}", file=sys.stderr)
+    # what the environment reports at each episode's end (exact match, tour length, ...)
+    extras = {k: v for k, v in result.items() if k.startswith("mean_") and k not in _EVAL_KEYS}
     if args.json:
-        print(
-            json.dumps(
-                {k: result[k] for k in ("episodes", "mean_return", "std_return", "mean_length")}
-            )
-        )
+        print(json.dumps({**{k: result[k] for k in _EVAL_KEYS}, **extras}))
     else:
+        shown = "".join(
+            f", {k.removeprefix('mean_').replace('_', ' ')} {v:.4g}" for k, v in extras.items()
+        )
         print(
             f"{state.get('env_id')}: mean return {result['mean_return']:.2f} ± "
-            f"{result['std_return']:.2f}, mean length {result['mean_length']:.1f} over "
+            f"{result['std_return']:.2f}, mean length {result['mean_length']:.1f}{shown} over "
             f"{result['episodes']} episodes ({'stochastic' if args.stochastic else 'deterministic'})"
         )
     return 0

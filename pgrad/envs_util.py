@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import random
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -34,7 +36,12 @@ def find_spec(env_id: str) -> gym.envs.registration.EnvSpec:
 
 
 def make_vector_env(
-    env_id: str, num_envs: int, vectorization: str = "auto", max_episode_steps: int = 0
+    env_id: str,
+    num_envs: int,
+    vectorization: str = "auto",
+    max_episode_steps: int = 0,
+    env_kwargs: dict[str, Any] | None = None,
+    vector_only_kwargs: dict[str, Any] | None = None,
 ) -> VectorEnv:
     """A Gymnasium vector environment in next-step autoreset mode.
 
@@ -44,6 +51,9 @@ def make_vector_env(
         vectorization: ``auto`` picks the environment's numpy-vectorised form when it has one
             (``vector_entry_point``), else ``sync``.
         max_episode_steps: time limit (0 keeps the environment's own).
+        env_kwargs: keyword arguments of the environment (e.g. ``{"length": 6}``).
+        vector_only_kwargs: keyword arguments for a numpy-vectorised form only, each passed
+            when its constructor takes it (e.g. ``group_size``); ignored for sync and async.
 
     Observations keep their space (a Dict stays a dict); the policy's encoder reads them.
     """
@@ -58,9 +68,16 @@ def make_vector_env(
     vector_kwargs = (
         {} if mode == "vector_entry_point" else {"autoreset_mode": AutoresetMode.NEXT_STEP}
     )
+    kwargs = dict(env_kwargs or {})
+    if mode == "vector_entry_point" and vector_only_kwargs:
+        kwargs.update(_accepted(spec.vector_entry_point, vector_only_kwargs))
     try:
         envs = gym.make_vec(
-            spec, num_envs=num_envs, vectorization_mode=mode, vector_kwargs=vector_kwargs
+            spec,
+            num_envs=num_envs,
+            vectorization_mode=mode,
+            vector_kwargs=vector_kwargs,
+            **kwargs,
         )
     except EnvError:
         raise
@@ -68,6 +85,19 @@ def make_vector_env(
         first = first_line(err)
         raise EnvError(f"cannot make {env_id}: {first}") from None
     return envs
+
+
+def _accepted(entry_point: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``kwargs`` that ``entry_point`` (a callable or ``module:name``) takes."""
+    if isinstance(entry_point, str):
+        from gymnasium.envs.registration import load_env_creator
+
+        entry_point = load_env_creator(entry_point)
+    try:
+        parameters = inspect.signature(entry_point).parameters
+    except (TypeError, ValueError):
+        return {}
+    return {k: v for k, v in kwargs.items() if k in parameters}
 
 
 EPISODE_STEP_CAP = 100_000
