@@ -299,14 +299,26 @@ def _train_and_report(agent: Any, total: int, quiet: bool) -> int:
     if agent.config.eval_episodes:
         result = agent.evaluate(agent.config.eval_episodes)
         print(
-            f"evaluation: mean return {result['mean_return']:.2f} ± {result['std_return']:.2f} "
-            f"over {result['episodes']} episodes (deterministic)"
+            f"evaluation: mean return {result['mean_return']:.2f} ± {result['std_return']:.2f}"
+            f"{_extras_text(result)} over {result['episodes']} episodes (deterministic)"
         )
     print(f"run directory: {agent.run_dir}")
     return 0
 
 
 _EVAL_KEYS = ("episodes", "mean_return", "std_return", "mean_length")
+
+
+def _extras(result: dict[str, Any]) -> dict[str, float]:
+    """What the environment reports at each episode's end (exact match, tour length, ...)."""
+    return {k: v for k, v in result.items() if k.startswith("mean_") and k not in _EVAL_KEYS}
+
+
+def _extras_text(result: dict[str, Any]) -> str:
+    """``, exact 0.95`` or ``, tour length 3.91``: the extras as words."""
+    return "".join(
+        f", {k.removeprefix('mean_').replace('_', ' ')} {v:.4g}" for k, v in _extras(result).items()
+    )
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -353,18 +365,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
             agent, Path(args.video), min(args.episodes, 3), not args.stochastic, args.seed
         )
         print(f"recorded {len(videos)} episode(s) in {args.video}", file=sys.stderr)
-    # what the environment reports at each episode's end (exact match, tour length, ...)
-    extras = {k: v for k, v in result.items() if k.startswith("mean_") and k not in _EVAL_KEYS}
     if args.json:
-        print(json.dumps({**{k: result[k] for k in _EVAL_KEYS}, **extras}))
+        print(json.dumps({**{k: result[k] for k in _EVAL_KEYS}, **_extras(result)}))
     else:
-        shown = "".join(
-            f", {k.removeprefix('mean_').replace('_', ' ')} {v:.4g}" for k, v in extras.items()
-        )
         print(
             f"{state.get('env_id')}: mean return {result['mean_return']:.2f} ± "
-            f"{result['std_return']:.2f}, mean length {result['mean_length']:.1f}{shown} over "
-            f"{result['episodes']} episodes ({'stochastic' if args.stochastic else 'deterministic'})"
+            f"{result['std_return']:.2f}, mean length {result['mean_length']:.1f}"
+            f"{_extras_text(result)} over {result['episodes']} episodes "
+            f"({'stochastic' if args.stochastic else 'deterministic'})"
         )
     return 0
 

@@ -125,8 +125,12 @@ def episode_seeds(envs: VectorEnv, config: Config, update: int) -> int | list[in
 
 
 def accepts_seed_list(envs: VectorEnv) -> bool:
-    """Whether ``envs.reset`` takes one seed per environment (sync and async do)."""
-    return isinstance(envs.unwrapped, SyncVectorEnv | AsyncVectorEnv)
+    """Whether ``envs.reset`` takes one seed per environment (sync and async do, and a
+    vector environment that says so with ``accepts_seed_list = True``)."""
+    unwrapped = envs.unwrapped
+    return isinstance(unwrapped, SyncVectorEnv | AsyncVectorEnv) or bool(
+        getattr(unwrapped, "accepts_seed_list", False)
+    )
 
 
 def derive_seed(*parts: int) -> int:
