@@ -100,18 +100,18 @@ def test_cached_first_rollout_matches_the_full_forward():
         torch.testing.assert_close(logits, uncached_logits(agent.policy, obs), atol=1e-5, rtol=1e-5)
 
 
-def test_update_log_probs_equal_one_forward_per_observation():
-    """The chain trick (one forward per sequence in an update) against a forward per row."""
+def test_update_log_probs_equal_the_model_at_each_observation():
+    """The chain trick (one forward per sequence in an update) against the model itself: the
+    logits at position ``length - 1`` of each observation's own tokens."""
     agent = Sequence(env_id="pgrad/Copy-v0", env_kwargs="length=3,min_length=1", num_envs=8)
     rollout = agent.collect()
     obs = map_obs(lambda x: x[:-1], rollout.obs)
     chained = agent.policy(obs).log_prob(rollout.actions)
-    T, N = rollout.mask.shape
-    for t in range(T):
-        for i in range(N):
-            row = map_obs(lambda x, t=t, i=i: x[t, i : i + 1], obs)
-            single = agent.policy(row).log_prob(rollout.actions[t, i : i + 1])
-            torch.testing.assert_close(chained[t, i : i + 1], single, atol=1e-5, rtol=1e-5)
+    tokens, lengths = obs["tokens"].flatten(0, 1), obs["length"].flatten()
+    logits = agent.policy.model(tokens)[torch.arange(len(tokens)), lengths - 1]
+    logits = logits.masked_fill(obs["action_mask"].flatten(0, 1) == 0, -1e30)
+    expected = logits.log_softmax(-1).gather(-1, rollout.actions.flatten()[:, None])[:, 0]
+    torch.testing.assert_close(chained.flatten(), expected, atol=1e-5, rtol=1e-5)
 
 
 def test_tour_policy_shares_encodings_and_matches_the_attention_model():
@@ -119,7 +119,8 @@ def test_tour_policy_shares_encodings_and_matches_the_attention_model():
     agent = TSP(env_kwargs="n=6", group_size=6, num_envs=12, d_model=32, num_heads=4)
     recorder = Recorder(agent.policy)
     collector = Collector(agent.envs, recorder, agent.device, seed=5)
-    rollout = collector.collect_episodes(7, 10)
+    collector.collect_episodes(6, 10)
+    rollout = collector.collect_episodes(7, 10)  # new instances, same weights
     model = agent.policy.model
     for obs, logits in recorder.calls:  # cached encodings while collecting
         torch.testing.assert_close(logits, model(obs).log_softmax(-1), atol=1e-5, rtol=1e-5)
@@ -206,21 +207,23 @@ def test_token_aggregation_is_the_configured_one(aggregation):
     agent = Sequence(
         env_id="pgrad/Copy-v0",
         env_kwargs="length=3,min_length=1",
-        num_envs=8,
+        num_envs=32,
         aggregation=aggregation,
+        baseline="none",  # advantages = rewards: not all zero
         seed=3,
     )
     batch = agent.prepare(agent.collect())
     parts = agent.loss(batch, 0.0)
     token_terms = agent.policy(batch.obs).log_prob(batch.actions) * batch.mask
     advantages = batch.advantages[0]
+    assert advantages.abs().sum() > 0
     lengths = batch.mask.sum(0)
     assert len(set(lengths.tolist())) > 1  # sequences of different lengths tell them apart
     weighted = advantages * token_terms.sum(0)
     expected = {
         "seq_mean": -(weighted / lengths).mean(),
         "token_mean": -weighted.sum() / lengths.sum(),
-        "token_sum_norm": -weighted.sum() / (8 * batch.mask.shape[0]),
+        "token_sum_norm": -weighted.sum() / (32 * batch.mask.shape[0]),
     }[aggregation]
     torch.testing.assert_close(parts.policy, expected)
 
@@ -344,6 +347,16 @@ def test_episode_infos_reach_tensorboard_and_evaluation(tmp_path):
     result = agent.evaluate(episodes=20)
     assert 0.0 <= result["mean_exact"] <= 1.0
     assert result["mean_exact"] == np.mean(np.asarray(result["returns"]) == 1.0)
+
+
+def test_one_info_per_episode_even_when_finished_environments_run_on():
+    """Answers of 1 to 4 tokens: environments that finish early are autoreset and their next
+    episodes may end while others still run; only the first episode of each counts."""
+    agent = Sequence(env_id="pgrad/Copy-v0", env_kwargs="length=4,min_length=1", num_envs=32)
+    rollout = agent.collect()
+    assert len(rollout.episode_returns) == 32
+    assert len(rollout.episode_infos["exact"]) == 32
+    assert rollout.episode_infos["exact"] == [float(r == 1.0) for r in rollout.episode_returns]
 
 
 def test_episode_infos_named_in_the_config_are_kept(tmp_path):
