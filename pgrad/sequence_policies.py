@@ -38,6 +38,7 @@ rounding (``tests/test_sequence_agent.py`` checks it along a rollout).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -124,6 +125,106 @@ class _TokenCache:
     cache: KVCache
 
 
+class _NativeCache:
+    """The cache of a model with ``prefill(tokens, lengths)`` and ``decode(cache, tokens)``,
+    as :class:`~pgrad.transformer.CausalTransformer`: a :class:`~pgrad.transformer.KVCache`
+    with room for ``max_length`` positions per row."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    def prefill(self, ids: Tensor, lengths: Tensor) -> tuple[Tensor, KVCache]:
+        return self.model.prefill(ids, lengths)
+
+    def decode(self, cache: KVCache, ids: Tensor, positions: Tensor) -> Tensor:
+        cache.positions = positions
+        return self.model.decode(cache, ids)
+
+    def splice(self, cache: KVCache, rows: Tensor, fresh: KVCache) -> bool:
+        for old, new in zip((*cache.keys, *cache.values), (*fresh.keys, *fresh.values)):
+            old[rows] = new
+        cache.positions[rows] = fresh.positions
+        return True
+
+    def full(self, cache: KVCache, length: int) -> bool:
+        return False
+
+
+@dataclass
+class _HFState:
+    cache: Any
+    """The model's own cache object (a ``DynamicCache``): ``[B, H, S, d]`` per layer."""
+    mask: Tensor
+    """``[B, S]``: 1 for the cache entries a row attends to."""
+
+
+class _HFCache:
+    """The cache of a Hugging Face causal LM, driven through its ``forward``.
+
+    Rows are right-padded: a row's entries are its tokens, then padding (masked by
+    ``attention_mask``); each decoding step appends one entry to every row at the row's own
+    ``position_ids``. A row that restarts gets its fresh prompt's entries written over the first
+    slots of its cache and the rest masked (``DynamicCache`` layers with ``keys`` and
+    ``values``; otherwise every row is prefilled again).
+    """
+
+    def __init__(self, model: nn.Module, cache_argument: str) -> None:
+        self.model = model
+        self.cache_argument = cache_argument
+
+    def _run(self, ids: Tensor, mask: Tensor, positions: Tensor, cache: Any) -> tuple[Tensor, Any]:
+        extra = {self.cache_argument: cache} if cache is not None else {}
+        out = self.model(
+            input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **extra
+        )
+        new_cache = out.get("cache") if out.get("cache") is not None else out.past_key_values
+        return out.logits, new_cache
+
+    def prefill(self, ids: Tensor, lengths: Tensor) -> tuple[Tensor, _HFState]:
+        width = ids.shape[1]
+        positions = torch.arange(width, device=ids.device).expand(ids.shape[0], width)
+        mask = (positions < lengths[:, None]).long()
+        logits, cache = self._run(ids, mask, positions, None)
+        rows = torch.arange(ids.shape[0], device=ids.device)
+        return logits[rows, lengths - 1], _HFState(cache, mask)
+
+    def decode(self, state: _HFState, ids: Tensor, positions: Tensor) -> Tensor:
+        state.mask = torch.cat([state.mask, state.mask.new_ones(len(ids), 1)], dim=1)
+        logits, state.cache = self._run(ids[:, None], state.mask, positions[:, None], state.cache)
+        return logits[:, 0]
+
+    def splice(self, state: _HFState, rows: Tensor, fresh: _HFState) -> bool:
+        layers = getattr(state.cache, "layers", None)
+        fresh_layers = getattr(fresh.cache, "layers", None)
+        width = fresh.mask.shape[1]
+        if layers is None or fresh_layers is None or width > state.mask.shape[1]:
+            return False
+        for layer, new in zip(layers, fresh_layers):
+            layer.keys[rows, :, :width] = new.keys
+            layer.values[rows, :, :width] = new.values
+        state.mask[rows] = 0
+        state.mask[rows, :width] = fresh.mask
+        return True
+
+    def full(self, state: _HFState, length: int) -> bool:
+        return state.mask.shape[1] >= 2 * length
+
+
+def _cache_backend(model: nn.Module) -> _NativeCache | _HFCache | None:
+    """How to decode ``model`` with a key-value cache, or ``None`` when it has no cache."""
+    if all(callable(getattr(model, name, None)) for name in ("prefill", "decode")):
+        return _NativeCache(model)
+    try:
+        parameters = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return None
+    if {"attention_mask", "position_ids", "use_cache"} <= set(parameters):
+        for name in ("cache", "past_key_values"):  # transformers >= 5 calls it "cache"
+            if name in parameters:
+                return _HFCache(model, name)
+    return None
+
+
 class TokenPolicy(_SequencePolicy):
     """A causal language model as a policy over a token environment's next token.
 
@@ -154,9 +255,10 @@ class TokenPolicy(_SequencePolicy):
         token_ids: the model's id of each environment token, ``[V]`` (``None``: the same ids,
             ``V_model == V``).
         use_cache: decode with the model's key-value cache while collecting, when the model has
-            one (``prefill(tokens, lengths)`` and ``decode(cache, tokens)``, as
-            :class:`~pgrad.transformer.CausalTransformer`); otherwise every step re-runs the
-            prefix.
+            one: ``prefill(tokens, lengths)`` and ``decode(cache, tokens)``, as
+            :class:`~pgrad.transformer.CausalTransformer`, or a Hugging Face causal LM's own
+            (``forward`` with ``attention_mask``, ``position_ids`` and a cache argument);
+            otherwise every step re-runs the prefix.
 
     Raises:
         ValueError: ``token_ids`` that is not a 1-d list of non-negative ids.
@@ -180,9 +282,8 @@ class TokenPolicy(_SequencePolicy):
             self.register_buffer("token_ids", ids, persistent=False)
         else:
             self.token_ids = None
-        self.use_cache = use_cache and all(
-            callable(getattr(model, name, None)) for name in ("prefill", "decode")
-        )
+        self._backend = _cache_backend(model)
+        self.use_cache = use_cache and self._backend is not None
         self._cache: _TokenCache | None = None
 
     def train(self, mode: bool = True) -> TokenPolicy:
@@ -244,11 +345,19 @@ class TokenPolicy(_SequencePolicy):
 
     @torch.no_grad()
     def _cached_logits(self, tokens: Tensor, lengths: Tensor) -> Tensor:
-        """``prefix_logits`` for a batch ``[N]``, decoding one position per continued row."""
+        """``prefix_logits`` for a batch ``[N]``, decoding one position per continued row.
+
+        Rows that do not continue the previous call's (a reset, a new episode) are prefilled
+        on their own and spliced into the cache; all rows are prefilled afresh when the cache
+        cannot take them (or has grown to twice the observation's length, since rows that
+        restart leave unused entries behind in a Hugging Face cache).
+        """
+        backend = self._backend
+        assert backend is not None
         rows = tokens.shape[0]
         key = (rows, torch.is_inference_mode_enabled(), tokens.device, _versions(self))
         state = self._cache
-        if state is None or state.key != key:
+        if state is None or state.key != key or backend.full(state.cache, tokens.shape[1]):
             continues = torch.zeros(rows, dtype=torch.bool, device=tokens.device)
         else:
             positions = torch.arange(tokens.shape[1], device=tokens.device)
@@ -256,23 +365,24 @@ class TokenPolicy(_SequencePolicy):
             continues = same_prefix & (lengths == state.lengths + 1)
         ids = self._model_ids(tokens)
         restart = (~continues).nonzero().squeeze(1)
-        if restart.numel() == rows:
-            width = int(lengths.max())
-            logits, cache = self.model.prefill(ids[:, :width], lengths)
-        else:
+        logits = None
+        if restart.numel() < rows:
             assert state is not None
             cache = state.cache
-            # rows that restart write a throwaway entry at position 0, overwritten below
-            cache.positions = torch.where(continues, cache.positions, 0)
+            # the new token of each continued row at its position; rows that restart write a
+            # throwaway entry (at position 0), replaced by the splice below
             newest = ids[torch.arange(rows, device=ids.device), (lengths - 1).clamp(min=0)]
-            logits = self.model.decode(cache, newest)
+            logits = backend.decode(cache, newest, torch.where(continues, lengths - 1, 0))
             if restart.numel():
                 width = int(lengths[restart].max())
-                fresh_logits, fresh = self.model.prefill(ids[restart, :width], lengths[restart])
-                for old, new in zip((*cache.keys, *cache.values), (*fresh.keys, *fresh.values)):
-                    old[restart] = new
-                cache.positions[restart] = fresh.positions
-                logits[restart] = fresh_logits
+                fresh_logits, fresh = backend.prefill(ids[restart, :width], lengths[restart])
+                if backend.splice(cache, restart, fresh):
+                    logits[restart] = fresh_logits
+                else:
+                    logits = None
+        if logits is None:
+            width = int(lengths.max())
+            logits, cache = backend.prefill(ids[:, :width], lengths)
         self._cache = _TokenCache(key, tokens.clone(), lengths.clone(), cache)
         return self._env_logits(logits)
 

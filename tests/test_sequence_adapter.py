@@ -93,6 +93,48 @@ def test_the_adapter_reads_the_models_logits_at_the_environments_tokens():
         torch.testing.assert_close(policy(batch).logits, expected, atol=1e-5, rtol=1e-5)
 
 
+def test_the_models_own_cache_gives_the_full_forward_s_distributions():
+    """GPT-2's cache driven by the policy (right-padded rows, one entry appended per step, rows
+    that restart spliced in) against re-running every prefix, along a rollout of Copy with
+    answers of 1 to 4 tokens, where rows end and restart at different steps."""
+    from pgrad.rollout import Collector
+
+    torch.manual_seed(0)
+    vocabulary = gym.make("pgrad/Copy-v0", length=4).unwrapped.vocabulary
+
+    class GPT2Copy(Sequence):
+        def make_policy(self, obs_space, action_space):
+            return TokenPolicy(tiny_gpt2(len(vocabulary), obs_space["tokens"].shape[0]))
+
+    agent = GPT2Copy(env_id="pgrad/Copy-v0", env_kwargs="length=4,min_length=1", num_envs=8)
+    assert agent.policy.use_cache
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def forward(self, obs):
+            dist = agent.policy(obs)
+            with torch.inference_mode(False):
+                seen.append(({k: v.clone() for k, v in obs.items()}, dist.logits.clone()))
+            return dist
+
+        def mode(self, dist):
+            return dist.logits.argmax(-1)
+
+        def to_env(self, actions):
+            return actions.numpy()
+
+    Collector(agent.envs, Recorder(), agent.device, seed=3).collect_steps(16)
+    restarts = sum(
+        int((now["length"] <= before["length"]).sum())
+        for (before, _), (now, _) in zip(seen, seen[1:])
+    )
+    assert restarts >= 4
+    for obs, logits in seen:
+        with torch.enable_grad():
+            expected = agent.policy(obs).logits.detach()
+        torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
+
+
 def test_a_tokenizer_s_ids_map_the_environment_s_tokens():
     words = ["<unk>", "<bos>", *reversed(env_vocabulary())]
     tokenizer = word_level_tokenizer(words)
