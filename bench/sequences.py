@@ -1,7 +1,7 @@
 """Sequences through the agent: estimators on token tasks, a TRL peer, and TSP tours.
 
     python bench/sequences.py --part a [--seeds 3] [--sequences 40000] [--tasks ...]
-    python bench/sequences.py --part b [--trl-steps 30]
+    python bench/sequences.py --part b [--trl-steps 30] [--to-90 --to-90-steps 200]
     python bench/sequences.py --part c [--minutes 3] [--threads 2]
 
 (a) **Estimators on tokens.** REINFORCE without a baseline and with a moving average, RLOO,
@@ -285,8 +285,9 @@ def main() -> None:
     parser.add_argument("--eval-every", type=float, default=60.0)
     parser.add_argument("--trl-steps", type=int, default=30)
     parser.add_argument(
-        "--to-90", action="store_true", help="(b) also train pgrad's GPT-2 to 90%% exact"
+        "--to-90", action="store_true", help="(b) also train both to 90%% greedy exact"
     )
+    parser.add_argument("--to-90-steps", type=int, default=200, help="(b) at most this many")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.part == "a":

@@ -14,6 +14,7 @@ way: pgrad's greedy evaluation on 500 held-out prompts, TRL's trained model wrap
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import tempfile
 import time
@@ -86,11 +87,16 @@ def greedy_exact(model: torch.nn.Module) -> float:
     return agent.evaluate(EVAL_PROMPTS, seed=EVAL_SEED)["mean_exact"]
 
 
-def run_pgrad(sequences: int, seed: int) -> dict[str, float]:
+def run_pgrad(sequences: int, seed: int, native: bool = False) -> dict[str, float]:
+    """pgrad's sequence agent with the GPT-2 (or, ``native``, its own CausalTransformer of the
+    same size: 2 layers, width 64, 4 heads, pre-norm, GELU)."""
     from pgrad import Sequence, TokenPolicy
 
     class GPT2Reverse(Sequence):
         def make_policy(self, obs_space, action_space):
+            if native:
+                torch.manual_seed(seed)
+                return super().make_policy(obs_space, action_space)
             return TokenPolicy(gpt2(seed))
 
     with tempfile.TemporaryDirectory() as run_dir:
@@ -133,8 +139,13 @@ def reverse_reward(prompts: list[str], completions: list[str], **kwargs: Any) ->
     return rewards
 
 
-def run_trl(steps: int, seed: int) -> dict[str, float]:
+def run_trl(
+    steps: int, seed: int, target: float | None = None, check_every: int = 10
+) -> dict[str, float]:
+    """TRL's GRPOTrainer for ``steps`` steps; with ``target``, evaluated every ``check_every``
+    steps (the clock paused) and stopped once its greedy exact match reaches ``target``."""
     from datasets import Dataset
+    from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
     env = gym.make("pgrad/Reverse-v0", length=LENGTH).unwrapped
@@ -142,6 +153,22 @@ def run_trl(steps: int, seed: int) -> dict[str, float]:
     for i in range(steps * PER_STEP // GROUP):
         env.reset(seed=10_000 + i)
         prompts.append(env.decode([*env.prompt, 1]))  # "8 9 6 5 4 3 <sep>"
+    found: dict[str, float] = {}
+    paused = [0.0]
+
+    class Target(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if target is None or state.global_step % check_every:
+                return
+            start = time.perf_counter()
+            was_training = model.training
+            exact = greedy_exact(copy.deepcopy(model))
+            model.train(was_training)
+            paused[0] += time.perf_counter() - start
+            found.update(steps=state.global_step, exact=exact)
+            if exact >= target:
+                control.should_training_stop = True
+
     with tempfile.TemporaryDirectory() as output_dir:
         config = GRPOConfig(
             output_dir=output_dir,
@@ -171,12 +198,14 @@ def run_trl(steps: int, seed: int) -> dict[str, float]:
             args=config,
             train_dataset=Dataset.from_dict({"prompt": prompts}),
             processing_class=tokenizer(),
+            callbacks=[Target()],
         )
         start = time.perf_counter()
         trainer.train()
-        seconds = time.perf_counter() - start
-        model = trainer.model
-    return {"seconds": seconds, "sequences": steps * PER_STEP, "exact": greedy_exact(model)}
+        seconds = time.perf_counter() - start - paused[0]
+        done = trainer.state.global_step
+        exact = greedy_exact(trainer.model) if target is None else found.get("exact", 0.0)
+    return {"seconds": seconds, "sequences": done * PER_STEP, "exact": exact}
 
 
 def part_b(args: argparse.Namespace) -> None:
@@ -193,21 +222,39 @@ def part_b(args: argparse.Namespace) -> None:
     print(f"<!-- TRL: {trl} -->", flush=True)
     ours = run_pgrad(sequences, seed=1)
     print(f"<!-- pgrad: {ours} -->", flush=True)
-    rates = {name: r["sequences"] / r["seconds"] for name, r in (("TRL", trl), ("pgrad", ours))}
-    print("| library | completions | training s | completions/s | greedy exact (500 prompts) |")
-    print("|---|---|---|---|---|")
-    for name, r in (("TRL GRPOTrainer", trl), ("pgrad", ours)):
+    native = run_pgrad(sequences, seed=1, native=True)
+    print(f"<!-- pgrad, CausalTransformer: {native} -->", flush=True)
+    runs = (
+        ("TRL GRPOTrainer, GPT-2", trl),
+        ("pgrad, the same GPT-2", ours),
+        ("pgrad, its CausalTransformer of that size", native),
+    )
+    print("| library, model | completions | training s | completions/s | vs TRL | greedy exact |")
+    print("|---|---|---|---|---|---|")
+    base = trl["sequences"] / trl["seconds"]
+    for name, r in runs:
         rate = r["sequences"] / r["seconds"]
         print(
-            f"| {name} | {r['sequences']:,} | {r['seconds']:.1f} | {rate:.0f} | {r['exact']:.3f} |"
+            f"| {name} | {r['sequences']:,} | {r['seconds']:.1f} | {rate:.0f} | "
+            f"{rate / base:.1f}x | {r['exact']:.3f} |"
         )
-    print(f"\npgrad / TRL completions per second: {rates['pgrad'] / rates['TRL']:.1f}x; {load()}")
+    print(f"\n{load()}")
     if args.to_90:
-        reached = run_pgrad_to(0.9, seed=1)
-        print(f"\npgrad to 90% greedy exact: {reached}")
+        cap = args.to_90_steps
+        print(f"\nTime to 90% greedy exact (checked every 10 steps, at most {cap} steps):\n")
+        trl_90 = run_trl(cap, seed=1, target=0.9)
+        print(f"<!-- TRL to 90%: {trl_90} -->", flush=True)
+        ours_90 = run_pgrad_to(0.9, seed=1, max_updates=cap)
+        print(f"<!-- pgrad to 90%: {ours_90} -->", flush=True)
+        print("| library | completions | training s | greedy exact |\n|---|---|---|---|")
+        for name, r in (("TRL GRPOTrainer", trl_90), ("pgrad", ours_90)):
+            print(f"| {name} | {r['sequences']:,} | {r['seconds']:.1f} | {r['exact']:.3f} |")
+        print(f"\n{load()}")
 
 
-def run_pgrad_to(target: float, seed: int, check_every: int = 10) -> dict[str, float]:
+def run_pgrad_to(
+    target: float, seed: int, max_updates: int, check_every: int = 10
+) -> dict[str, float]:
     """pgrad's GPT-2 trained until its greedy exact match reaches ``target`` (checked every
     ``check_every`` updates; evaluation time excluded)."""
     from pgrad import Sequence, TokenPolicy
@@ -239,7 +286,7 @@ def run_pgrad_to(target: float, seed: int, check_every: int = 10) -> dict[str, f
             trained += time.perf_counter() - clock
             if agent.updates % check_every == 0:
                 exact = agent.evaluate(EVAL_PROMPTS, seed=EVAL_SEED)["mean_exact"]
-                if exact >= target or agent.updates >= 2000:
+                if exact >= target or agent.updates >= max_updates:
                     found.update(seconds=trained, sequences=agent.updates * PER_STEP, exact=exact)
                     agent.request_stop()
             clock = time.perf_counter()

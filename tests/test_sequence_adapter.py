@@ -135,6 +135,22 @@ def test_the_models_own_cache_gives_the_full_forward_s_distributions():
         torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
 
 
+def test_readme_hugging_face_example_builds_and_updates():
+    from helpers import ROOT
+
+    text = (ROOT / "README.md").read_text()
+    code = text.split("<!-- hf-example -->", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # the README's own code, as written
+    agent = namespace["GPT2Reverse"](num_envs=8, quiet=True)
+    assert isinstance(agent.policy, TokenPolicy)
+    before = {k: v.clone() for k, v in agent.policy.state_dict().items()}
+    metrics = agent.update(agent.collect())
+    assert np.isfinite(metrics["losses/policy_loss"])
+    after = agent.policy.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # the update moved GPT-2
+
+
 def test_a_tokenizer_s_ids_map_the_environment_s_tokens():
     words = ["<unk>", "<bos>", *reversed(env_vocabulary())]
     tokenizer = word_level_tokenizer(words)
