@@ -316,9 +316,15 @@ class AdditionEnv(TokenTask):
     ``least_significant_first=True``: then each answer digit depends only on the operand digits
     already seen and the carry, which makes the task much easier to learn left to right.
 
+    With ``min_digits``, each prompt's operands have ``k`` significant digits, ``k`` uniform in
+    ``[min_digits, digits]``, the others 0: a curriculum over operand length that keeps the
+    layout, so what is learned on short sums sits at the same positions in long ones.
+
     Args:
         digits: digits per operand, ``>= 1``.
         least_significant_first: write the answer's digits in reverse.
+        min_digits: the fewest significant digits of a prompt's operands (``None``: all
+            ``digits``).
         render_mode: ``None`` or ``"ansi"``.
     """
 
@@ -326,15 +332,22 @@ class AdditionEnv(TokenTask):
         self,
         digits: int = 3,
         least_significant_first: bool = False,
+        min_digits: int | None = None,
         render_mode: str | None = None,
     ) -> None:
         self.digits = _positive_int("digits", digits)
+        self.min_digits = None if min_digits is None else _positive_int("min_digits", min_digits)
+        if self.min_digits is not None and self.min_digits > self.digits:
+            raise ValueError(f"min_digits must be <= digits, got {min_digits} > {digits}")
         self.least_significant_first = bool(least_significant_first)
         symbols = [*(str(i) for i in range(10)), "+"]
         super().__init__(symbols, 2 * self.digits + 1, self.digits + 1, render_mode)
 
     def make_prompt(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         a, b = rng.integers(0, 10, (2, self.digits))
+        if self.min_digits is not None:
+            leading_zeros = self.digits - int(rng.integers(self.min_digits, self.digits + 1))
+            a[:leading_zeros] = b[:leading_zeros] = 0
         total = _to_number(a) + _to_number(b)
         answer = np.array([int(c) for c in str(total).zfill(self.digits + 1)])
         if self.least_significant_first:

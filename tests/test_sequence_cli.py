@@ -60,7 +60,7 @@ def test_readme_token_task_recipe_trains_with_agent(tmp_path):
     result = pgrad(
         "train",
         "--agent",
-        "my_task.py:MaxAgent",
+        "my_task.py:AbsentAgent",
         "--total-steps",
         "20000",
         "--run-name",
@@ -73,14 +73,15 @@ def test_readme_token_task_recipe_trains_with_agent(tmp_path):
         "eval",
         str(tmp_path / "runs" / "max"),
         "--agent",
-        "my_task.py:MaxAgent",
+        "my_task.py:AbsentAgent",
         "--episodes",
         "100",
         "--json",
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["mean_exact"] > 0.5  # chance: 1 in 10
+    # an untrained policy answers one digit whatever the prompt: right with p = 0.9^6 = 0.53
+    assert json.loads(result.stdout)["mean_exact"] > 0.75
 
 
 @pytest.mark.parametrize(

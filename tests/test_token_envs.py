@@ -289,3 +289,21 @@ def test_vectorised_form_equals_a_sync_vector_env(env_id, kwargs):
     assert ends >= n  # every environment went through an autoreset
     one_seed, _ = vec.reset(seed=5)
     np.testing.assert_array_equal(one_seed["tokens"], sync.reset(seed=5)[0]["tokens"])
+
+
+def test_addition_curriculum_keeps_the_layout_and_the_sums_right():
+    env = AdditionEnv(digits=3, min_digits=1)
+    significant = set()
+    for seed in range(200):
+        env.reset(seed=seed)
+        digits = env.prompt - 3  # symbol indices; 10 is "+"
+        a, b = digits[:3], digits[4:]
+        assert digits[3] == 10 and len(env.answer) == 4
+        value = lambda d: int("".join(map(str, d)))  # noqa: E731
+        assert value(env.answer - 3) == value(a) + value(b)
+        significant.add(
+            3 - min(np.argmax(a > 0) if a.any() else 3, np.argmax(b > 0) if b.any() else 3)
+        )
+    assert {1, 3} <= significant  # short and full-length operands both occur
+    with pytest.raises(ValueError, match="min_digits"):
+        AdditionEnv(digits=2, min_digits=3)
