@@ -431,13 +431,10 @@ class TourPolicy(_SequencePolicy):
         flat = [
             _env_major(obs[k], len(batch)) for k in ("coords", "current", "first", "action_mask")
         ]
-        cache = self.use_cached_encoding(flat[0], len(batch))
+        # collecting (no gradient, a batch [N]) keeps and reuses the encodings
+        cache = len(batch) == 1 and not torch.is_grad_enabled()
         logits = _from_env_major(self.tour_logits(*flat, cache=cache), batch)
         return self.distribution(logits)
-
-    def use_cached_encoding(self, coords: Tensor, batch_ndim: int) -> bool:
-        """Whether this call may keep or reuse the encodings (collecting: no gradient, ``[N]``)."""
-        return batch_ndim == 1 and not torch.is_grad_enabled()
 
     def tour_logits(
         self,

@@ -432,3 +432,16 @@ def test_pomo_groups_share_instances_in_gym_make_vec():
     )
     obs, _ = envs.reset(seed=0)
     assert np.array_equal(obs["coords"][0], obs["coords"][1])
+
+
+def test_worker_rollouts_merge_their_episode_infos():
+    from pgrad.distributed import merge_rollouts
+
+    agent = Sequence(env_id="pgrad/Reverse-v0", env_kwargs="length=2", num_envs=4)
+    first, second = agent.collect(), agent.collect()
+    merged = merge_rollouts([first, second])
+    assert (
+        merged.episode_infos["exact"]
+        == first.episode_infos["exact"] + second.episode_infos["exact"]
+    )
+    assert len(merged.episode_infos["exact"]) == 8
