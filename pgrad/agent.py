@@ -340,11 +340,9 @@ class Agent(Persistence):
                     metrics["charts/SPS"] = sps
                     logger.scalars(metrics, self.global_step)
                     logger.episodes(
-                        rollout.episode_returns,
-                        rollout.episode_lengths,
-                        self.global_step,
-                        rollout.episode_infos,
+                        rollout.episode_returns, rollout.episode_lengths, self.global_step
                     )
+                    logger.episode_infos(rollout.episode_infos, self.global_step)
                     logger.progress(self.global_step, sps)
                     if every and self.global_step >= next_checkpoint:
                         self._checkpoint()

@@ -68,21 +68,17 @@ class Logger:
     def text(self, tag: str, text: str) -> None:
         self.writer.add_text(tag, text, 0)
 
-    def episodes(
-        self,
-        returns: list[float],
-        lengths: list[int],
-        step: int,
-        infos: dict[str, list[float]] | None = None,
-    ) -> None:
-        """Log the mean return and length of the episodes that ended in this update, and the
-        mean of each episode-end info entry as ``charts/<key>`` (e.g. ``charts/exact``)."""
+    def episodes(self, returns: list[float], lengths: list[int], step: int) -> None:
+        """Log the mean return and length of the episodes that ended in this update."""
         if not returns:
             return
         self.recent_returns.extend(returns)
         self.writer.add_scalar("charts/episodic_return", sum(returns) / len(returns), step)
         self.writer.add_scalar("charts/episodic_length", sum(lengths) / len(lengths), step)
-        for key, values in (infos or {}).items():
+
+    def episode_infos(self, infos: dict[str, list[float]], step: int) -> None:
+        """Log the mean of each episode-end info entry as ``charts/<key>`` (``charts/exact``)."""
+        for key, values in infos.items():
             if values:
                 self.writer.add_scalar(f"charts/{key}", sum(values) / len(values), step)
 
