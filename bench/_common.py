@@ -2,7 +2,7 @@
 
 Each learner (pgrad, Stable-Baselines3, Tianshou) trains in its own worker process. A worker
 runs its library's own training loop, unchanged, and is paused between two updates by a hook
-(pgrad: a wrapper around ``Agent.update``; SB3: a callback's ``on_rollout_start``; Tianshou:
+(pgrad: the ``callback`` of ``Agent.train``, after each update; SB3: a callback's ``on_rollout_start``; Tianshou:
 the trainer's ``training_fn``). At a pause it reports its env steps and the wall-clock seconds it
 has spent training, then waits for the driver's next command: train on, evaluate, or stop. So
 the driver can interleave libraries (A B C A B C) on the same machine in the same minutes, and
@@ -140,16 +140,7 @@ class PgradLearner:
         return self.agent.global_step
 
     def train(self, pause: Pause) -> None:
-        agent = self.agent
-        update = agent.update
-
-        def update_then_pause(rollout: Any) -> dict[str, float]:
-            metrics = update(rollout)
-            pause(agent.global_step)
-            return metrics
-
-        agent.update = update_then_pause  # type: ignore[method-assign]
-        agent.train(self.budget)
+        self.agent.train(self.budget, callback=lambda agent, metrics: pause(agent.global_step))
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         return self.agent.act(obs, deterministic=True)

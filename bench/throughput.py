@@ -234,9 +234,10 @@ def profile(agent_name: str, steps: int, **overrides: Any) -> str:
     timer.wrap(agent, "collect", "collect")
     timer.wrap(collector, "_step", "step")
     timer.wrap(collector.envs, "step", "env")
-    timer.wrap(collector, "_observe", "observe")
+    timer.wrap(collector, "_observe", "observe")  # tensors from numpy, NaN and mask checks
     timer.wrap(agent, "update", "update")
-    timer.wrap(agent, "compute_loss", "loss")
+    timer.wrap(agent, "prepare", "prepare")
+    timer.wrap(agent, "loss", "loss")
     timer.wrap(torch.Tensor, "backward", "backward")
     timer.wrap(torch.nn.utils, "clip_grad_norm_", "clip")
     timer.wrap(agent.optimizer, "step", "adam")
@@ -253,15 +254,16 @@ def profile(agent_name: str, steps: int, **overrides: Any) -> str:
     parts = [
         ("environment step (`VectorEnv.step`)", t["env"]),
         ("policy call: forward + sample", t["step"] - t["env"] - t["observe"]),
-        ("observation encode + NaN check", t["observe"]),
+        ("observation to tensors + NaN check", t["observe"]),
         ("collector bookkeeping (buffers, masks, episode stats)", t["collect"] - t["step"]),
-        ("loss: forward passes, GAE, statistics", t["loss"]),
+        ("prepare: critic values, GAE, advantage statistics", t["prepare"]),
+        ("loss: policy and critic forward passes", t["loss"]),
         ("backward", t["backward"]),
         ("gradient clipping", t["clip"]),
         ("Adam step", t["adam"]),
         (
             "rest of `Agent.update` (schedules, metrics)",
-            t["update"] - t["loss"] - t["backward"] - t["clip"] - t["adam"],
+            t["update"] - t["prepare"] - t["loss"] - t["backward"] - t["clip"] - t["adam"],
         ),
         ("TensorBoard logging and progress", t["logging"]),
         ("checkpoints", t["checkpoint"]),

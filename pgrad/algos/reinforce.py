@@ -75,6 +75,11 @@ class ReinforceAlgorithm(Algorithm):
                 c.gae_lambda,
             )
             stats["diagnostics/explained_variance"] = explained_variance(values, returns, mask)
+            # well defined where explained variance is not: once every episode reaches the time
+            # limit, the targets are all about 1 / (1 - gamma) and their variance vanishes
+            error = (values - returns)[mask].pow(2).mean().sqrt()
+            scale = returns[mask].pow(2).mean().sqrt().clamp(min=1e-8)
+            stats["diagnostics/value_error"] = float(error / scale) if mask.any() else 0.0
         else:
             # without a critic a truncated episode or a rollout's end bootstraps from 0
             returns = (
