@@ -150,9 +150,9 @@ class Agent(Persistence):
     def make_env(self, num_envs: int | None = None) -> VectorEnv:
         """The vector environment (next-step autoreset). Override for custom wrappers."""
         c = self.config
-        return make_vector_env(
-            c.env_id, num_envs or c.num_envs, c.vectorization, c.max_episode_steps
-        )
+        shared = c.grouped and c.rollout == "episodes"  # a group's environments start alike
+        n = num_envs or c.num_envs
+        return make_vector_env(c.env_id, n, c.vectorization, c.max_episode_steps, shared)
 
     def make_encoder(self, obs_space: gym.Space) -> nn.Module:
         """Observations to features (``pgrad.encoders``): a CNN for images, else flattened."""

@@ -34,7 +34,11 @@ def find_spec(env_id: str) -> gym.envs.registration.EnvSpec:
 
 
 def make_vector_env(
-    env_id: str, num_envs: int, vectorization: str = "auto", max_episode_steps: int = 0
+    env_id: str,
+    num_envs: int,
+    vectorization: str = "auto",
+    max_episode_steps: int = 0,
+    shared_starts: bool = False,
 ) -> VectorEnv:
     """A Gymnasium vector environment in next-step autoreset mode.
 
@@ -44,8 +48,15 @@ def make_vector_env(
         vectorization: ``auto`` picks the environment's numpy-vectorised form when it has one
             (``vector_entry_point``), else ``sync``.
         max_episode_steps: time limit (0 keeps the environment's own).
+        shared_starts: the caller resets sub-environments with one seed each, equal within a
+            group (the grouped baselines); ``auto`` then skips a numpy-vectorised form that
+            takes only one seed for all (Gymnasium's CartPole draws every start from one RNG).
 
     Observations keep their space (a Dict stays a dict); the policy's encoder reads them.
+
+    Raises:
+        EnvError: an unknown id, an environment that fails to build, or a vectorisation that
+            cannot give ``shared_starts``.
     """
     spec = copy.deepcopy(find_spec(env_id))
     if max_episode_steps > 0:
@@ -67,6 +78,14 @@ def make_vector_env(
     except Exception as err:
         first = first_line(err)
         raise EnvError(f"cannot make {env_id}: {first}") from None
+    if shared_starts and not accepts_seed_list(envs):
+        envs.close()
+        if vectorization != "auto":
+            raise EnvError(
+                f"the {mode} form of {env_id} cannot seed each environment, so groups cannot "
+                "share a start (baseline=loo or group); use vectorization=auto or sync"
+            )
+        return make_vector_env(env_id, num_envs, "sync", max_episode_steps, shared_starts)
     return envs
 
 
@@ -95,8 +114,12 @@ def episode_seeds(envs: VectorEnv, config: Config, update: int) -> int | list[in
 
 
 def accepts_seed_list(envs: VectorEnv) -> bool:
-    """Whether ``envs.reset`` takes one seed per environment (sync and async do)."""
-    return isinstance(envs.unwrapped, SyncVectorEnv | AsyncVectorEnv)
+    """Whether ``envs.reset`` takes one seed per environment: sync and async do, and so does a
+    vector environment whose class sets ``accepts_seed_list = True`` (pgrad's own)."""
+    base = envs.unwrapped
+    return isinstance(base, SyncVectorEnv | AsyncVectorEnv) or bool(
+        getattr(base, "accepts_seed_list", False)
+    )
 
 
 def derive_seed(*parts: int) -> int:

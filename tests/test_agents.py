@@ -284,3 +284,31 @@ def test_observation_normalisation_is_saved_with_the_weights(optimizer, tmp_path
     torch.testing.assert_close(loaded.obs_norm.mean, agent.obs_norm.mean, rtol=0, atol=0)
     obs = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
     assert np.array_equal(agent.act(obs, deterministic=True), loaded.act(obs, deterministic=True))
+
+
+@pytest.mark.parametrize("vectorization", ["auto", "sync", "async"])
+@pytest.mark.parametrize("baseline", ["loo", "group"])
+def test_grouped_baselines_share_starts_on_every_vectorisation(vectorization, baseline):
+    agent = Reinforce(
+        env_id="CartPole-v1",
+        baseline=baseline,
+        group_size=4,
+        num_envs=8,
+        vectorization=vectorization,
+        quiet=True,
+    )
+    rollout = agent.collect()
+    first = rollout.obs[0]
+    for group in first.split(4):
+        assert torch.equal(group, group[:1].expand_as(group)), group
+    assert not torch.equal(first[0], first[4])
+    agent.update(rollout)
+    assert not torch.equal(first, agent.collect().obs[0])  # the next update: new starts
+    agent.envs.close()
+
+
+def test_grouped_baseline_refuses_a_vectorisation_that_cannot_share_starts():
+    from pgrad.errors import EnvError
+
+    with pytest.raises(EnvError, match="cannot seed each environment"):
+        Reinforce(baseline="loo", vectorization="vector_entry_point", num_envs=8, quiet=True)
