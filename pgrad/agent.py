@@ -342,9 +342,9 @@ class Agent(Persistence):
         """Whether the last ``train`` stopped early on SIGINT (Ctrl-C)."""
         return self._stop_requested
 
-    # -- evaluation ------------------------------------------------------------------------------
     def evaluate(
-        self, episodes: int = 10, deterministic: bool = True, seed: int | None = None
+        self, episodes: int = 10, deterministic: bool | None = None, seed: int | None = None
     ) -> dict[str, Any]:
-        """Mean, std and every return of ``episodes`` seeded episodes (``pgrad.evaluation``)."""
+        """Returns of ``episodes`` seeded episodes (default: the config's eval_deterministic)."""
+        deterministic = self.config.eval_deterministic if deterministic is None else deterministic
         return evaluate(self, episodes, deterministic, seed)

@@ -139,11 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("target", metavar="RUN_DIR|CHECKPOINT")
     ev.add_argument("--episodes", type=_int_arg, default=10, help="episodes to run (default: 10)")
-    ev.add_argument(
+    mode = ev.add_mutually_exclusive_group()
+    mode.add_argument(
         "--stochastic",
         action="store_true",
-        help="sample actions instead of taking the most likely one",
+        help="sample actions (default: the run's eval_deterministic, usually the most likely one)",
     )
+    mode.add_argument("--deterministic", action="store_true", help="take the most likely action")
     ev.add_argument(
         "--seed",
         type=_int_arg,
@@ -298,9 +300,10 @@ def _train_and_report(agent: Any, total: int, quiet: bool) -> int:
         return EXIT_INTERRUPTED
     if agent.config.eval_episodes:
         result = agent.evaluate(agent.config.eval_episodes)
+        how = "deterministic" if agent.config.eval_deterministic else "stochastic: sampled actions"
         print(
             f"evaluation: mean return {result['mean_return']:.2f} ± {result['std_return']:.2f} "
-            f"over {result['episodes']} episodes (deterministic)"
+            f"over {result['episodes']} episodes ({how})"
         )
     print(f"run directory: {agent.run_dir}")
     return 0
@@ -342,13 +345,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
             f"{err}; the run was trained by agent {state.get('agent_name')!r}, "
             "unknown here: pass --agent path/file.py:Class"
         ) from None
-    result = agent.evaluate(args.episodes, deterministic=not args.stochastic, seed=args.seed)
+    deterministic = (
+        agent.config.eval_deterministic
+        if not (args.stochastic or args.deterministic)
+        else args.deterministic
+    )
+    result = agent.evaluate(args.episodes, deterministic=deterministic, seed=args.seed)
     if args.video:
         from pgrad.video import record
 
-        videos = record(
-            agent, Path(args.video), min(args.episodes, 3), not args.stochastic, args.seed
-        )
+        videos = record(agent, Path(args.video), min(args.episodes, 3), deterministic, args.seed)
         print(f"recorded {len(videos)} episode(s) in {args.video}", file=sys.stderr)
     if args.json:
         print(
@@ -360,7 +366,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(
             f"{state.get('env_id')}: mean return {result['mean_return']:.2f} ± "
             f"{result['std_return']:.2f}, mean length {result['mean_length']:.1f} over "
-            f"{result['episodes']} episodes ({'stochastic' if args.stochastic else 'deterministic'})"
+            f"{result['episodes']} episodes ({'deterministic' if deterministic else 'stochastic'})"
         )
     return 0
 

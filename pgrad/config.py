@@ -110,7 +110,9 @@ class Config:
     max_nonfinite_updates: int = 5
     """Stop after this many consecutive updates with a non-finite loss or gradient (each is skipped)."""
     eval_episodes: int = 10
-    """Deterministic evaluation episodes at the end of training (0: none)."""
+    """Evaluation episodes at the end of training (0: none)."""
+    eval_deterministic: bool = True
+    """Evaluate with the most likely action; false samples (for tasks whose best policy is stochastic)."""
     workers: int = 0
     """Ray rollout workers, each with its own num_envs environments (0: collect in this process)."""
     ray_address: str = ""

@@ -144,3 +144,18 @@ def test_readme_subclass_example_evaluates_with_its_agent(tmp_path):
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["mean_length"] == 20.0
     assert_clean_error(pgrad("eval", "runs/mine", cwd=tmp_path), "pass --agent")
+
+
+@pytest.mark.slow
+def test_a_stochastic_optimum_is_evaluated_stochastically(tmp_path):
+    """ShortCorridor's best policy is stochastic; its greedy form never reaches the goal."""
+    result = pgrad("train", "pgrad/ShortCorridor-v0", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    line = next(x for x in result.stdout.splitlines() if x.startswith("evaluation:"))
+    assert "(stochastic: sampled actions)" in line, line
+    assert float(line.split()[3]) > -20.0, line  # deterministic: -200 (the time limit)
+    run = next((tmp_path / "runs").iterdir())
+    stochastic = pgrad("eval", str(run), "--json", cwd=tmp_path)
+    greedy = pgrad("eval", str(run), "--json", "--deterministic", cwd=tmp_path)
+    assert json.loads(stochastic.stdout)["mean_return"] > -20.0
+    assert json.loads(greedy.stdout)["mean_return"] == -200.0
