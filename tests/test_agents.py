@@ -312,3 +312,14 @@ def test_grouped_baseline_refuses_a_vectorisation_that_cannot_share_starts():
 
     with pytest.raises(EnvError, match="cannot seed each environment"):
         Reinforce(baseline="loo", vectorization="vector_entry_point", num_envs=8, quiet=True)
+
+
+def test_advantage_statistics_are_logged_before_normalisation():
+    agent = Reinforce(baseline="none", normalize_advantages=True, num_envs=4, quiet=True)
+    rollout = agent.collect()
+    batch = agent.prepare(rollout)
+    returns = batch.returns[rollout.mask]
+    assert batch.stats["diagnostics/advantage_mean"] == pytest.approx(float(returns.mean()))
+    assert batch.stats["diagnostics/advantage_std"] == pytest.approx(float(returns.std()))
+    assert float(batch.advantages[rollout.mask].mean()) == pytest.approx(0.0, abs=1e-5)
+    agent.envs.close()

@@ -87,11 +87,12 @@ class ReinforceAlgorithm(Algorithm):
                 * mask
             )
             advantages = self.baseline_advantages(returns, mask)
-        if c.normalize_advantages:
-            advantages = normalize_advantages(advantages, mask)
+        # before normalisation, which would make them 0 and 1: what the baseline left over
         masked = advantages[mask]
         stats["diagnostics/advantage_mean"] = float(masked.mean()) if masked.numel() else 0.0
         stats["diagnostics/advantage_std"] = float(masked.std()) if masked.numel() > 1 else 0.0
+        if c.normalize_advantages:
+            advantages = normalize_advantages(advantages, mask)
         return Batch(
             obs=map_obs(lambda x: x[:-1], rollout.obs),
             actions=rollout.actions,
