@@ -91,9 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=_int_arg, default=None, help="random seed (default: 1)")
     train.add_argument(
         "--device",
-        choices=("auto", "cpu", "cuda"),
         default=None,
-        help="torch device (default: auto)",
+        help="torch device: auto, cpu, cuda, cuda:N or mps (default: auto)",
     )
     train.add_argument(
         "--workers",

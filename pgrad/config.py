@@ -12,6 +12,7 @@ import dataclasses
 import inspect
 import json
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, fields
@@ -23,7 +24,6 @@ GROUPED_BASELINES = ("loo", "group")
 """Baselines that compare environments of a group started from the same seed."""
 ROLLOUTS = ("episodes", "steps")
 VECTORIZATION = ("auto", "sync", "async", "vector_entry_point")
-DEVICES = ("auto", "cpu", "cuda")
 ACTIVATIONS = ("tanh", "relu")
 OPTIMIZERS = ("adam", "rmsprop")
 
@@ -43,7 +43,7 @@ class Config:
     seed: int = 1
     """Seed for Python, numpy, torch and every environment reset."""
     device: str = "auto"
-    """Torch device: auto (cuda when available), cpu or cuda."""
+    """Torch device: auto (cuda when available), cpu, cuda, cuda:N or mps."""
     torch_threads: int = 1
     """Torch intra-op threads; one is fastest for the small networks of classic control."""
 
@@ -185,7 +185,6 @@ class Config:
             ("baseline", BASELINES),
             ("rollout", ROLLOUTS),
             ("vectorization", VECTORIZATION),
-            ("device", DEVICES),
             ("activation", ACTIVATIONS),
             ("optimizer", OPTIMIZERS),
         ):
@@ -193,6 +192,10 @@ class Config:
                 raise ValueError(
                     f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}"
                 )
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
+            raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps; got {self.device!r}")
+        if not all(isinstance(h, int) and not isinstance(h, bool) for h in self.hidden):
+            raise ValueError(f"hidden must be integers, got {self.hidden!r}")
         if any(h < 1 for h in self.hidden):
             raise ValueError(f"hidden widths must be positive, got {self.hidden}")
         if self.grouped and self.num_envs % self.group_size:
@@ -339,7 +342,14 @@ def _check_types(config: Config) -> None:
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             object.__setattr__(config, name, float(value))
             continue
+        # what Python callers pass: total_steps=1e5, hidden=[64, 64]
+        if kind is int and isinstance(value, float) and value.is_integer():
+            value = int(value)
+            object.__setattr__(config, name, value)
         base = typing.get_origin(kind) or kind
+        if base is tuple and isinstance(value, list):
+            value = tuple(value)
+            object.__setattr__(config, name, value)
         if base is types.UnionType:
             continue
         ok = isinstance(value, base) and not (base is int and isinstance(value, bool))
