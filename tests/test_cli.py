@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -159,3 +161,16 @@ def test_a_stochastic_optimum_is_evaluated_stochastically(tmp_path):
     greedy = pgrad("eval", str(run), "--json", "--deterministic", cwd=tmp_path)
     assert json.loads(stochastic.stdout)["mean_return"] > -20.0
     assert json.loads(greedy.stdout)["mean_return"] == -200.0
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["--help"], ["train", "--help"]])
+def test_help_and_version_do_not_import_torch(argv):
+    code = (
+        "import sys\nfrom pgrad.cli import main\ntry:\n    main(sys.argv[1:])\n"
+        "except SystemExit:\n    pass\nprint('torch' in sys.modules, file=sys.stderr)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120
+    )
+    assert result.stderr.strip().splitlines()[-1] == "False", result.stderr
+    assert "pgrad" in result.stdout
