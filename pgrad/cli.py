@@ -212,6 +212,7 @@ def resolve_agent(spec: str | None, env_id: str | None) -> type:
         path = Path(where)
         if not path.is_file():
             raise UsageError(f"agent file {where} does not exist")
+        spec = f"{path.resolve()}:{class_name}"  # recorded in the run, so resume can name it
         module_name = f"_pgrad_user_{abs(hash(str(path.resolve())))}"
         module_spec = importlib.util.spec_from_file_location(module_name, path)
         if module_spec is None or module_spec.loader is None:
@@ -224,6 +225,8 @@ def resolve_agent(spec: str | None, env_id: str | None) -> type:
         except Exception as err:  # the user's file failed: say where, without a traceback
             raise UsageError(f"cannot import {where}: {type(err).__name__}: {err}") from None
     else:
+        if os.getcwd() not in sys.path:  # as `python -m` would: modules of the current folder
+            sys.path.insert(0, os.getcwd())
         try:
             module = importlib.import_module(where)
         except ImportError as err:
@@ -231,6 +234,8 @@ def resolve_agent(spec: str | None, env_id: str | None) -> type:
     cls = getattr(module, class_name, None)
     if not (isinstance(cls, type) and issubclass(cls, Agent)):
         raise UsageError(f"{spec} is not a pgrad.Agent subclass")
+    if where.endswith(".py"):
+        cls.source = spec
     return cls
 
 
@@ -269,13 +274,42 @@ def _resume(args: argparse.Namespace) -> int:
     if not run_dir.is_dir():
         raise UsageError(f"run directory {run_dir} does not exist")
     _, state = ckpt.latest_loadable(run_dir / "checkpoints")
-    cls = resolve_agent(args.agent or state.get("agent_name"), state.get("env_id"))
     if args.env_id is not None and args.env_id != state.get("env_id"):
         raise UsageError(f"{run_dir} trains {state.get('env_id')}, not {args.env_id}")
-    if args.overrides:
-        raise UsageError("--set cannot change a resumed run's config (the run must stay one run)")
-    agent = cls.resume(run_dir)
-    total = args.total_steps if args.total_steps is not None else agent.config.total_steps
+    # a resumed run stays one run: flags that would change what it learns are refused
+    changing = {
+        "--set": args.overrides,
+        "--num-envs": args.num_envs,
+        "--seed": args.seed,
+        "--workers": args.workers,
+        "--ray-address": args.ray_address,
+        "--run-name": args.run_name,
+    }
+    refused = [flag for flag, value in changing.items() if value not in (None, [])]
+    if refused:
+        raise UsageError(
+            f"{', '.join(refused)} cannot change a resumed run (it must stay one run); resume "
+            "with --total-steps, --device or --quiet only, or start a new run"
+        )
+    recorded = str(state.get("agent", ""))
+    if args.agent is None and recorded.partition(":")[0].endswith(".py"):
+        raise UsageError(
+            f"{run_dir} was trained by an agent from your file; resume with: "
+            f"pgrad train --resume {run_dir} --agent {recorded}"
+        )
+    cls = resolve_agent(args.agent or state.get("agent_name"), state.get("env_id"))
+    overrides: dict[str, Any] = {} if args.device is None else {"device": args.device}
+    total = state["config"]["total_steps"] if args.total_steps is None else args.total_steps
+    if total > state["config"]["total_steps"]:
+        # schedules are functions of step / total_steps: the run is extended, not continued
+        # at the old schedule's end (a learning rate decayed to 0 would train nothing)
+        overrides["total_steps"] = total
+        print(
+            f"extending {run_dir} from {state['config']['total_steps']:,} to {total:,} steps: "
+            "learning-rate and entropy schedules now end at the new total",
+            file=sys.stderr,
+        )
+    agent = cls.resume(run_dir, **overrides)
     agent.quiet = args.quiet
     return _train_and_report(agent, total, args.quiet)
 
@@ -290,9 +324,11 @@ def _train_and_report(agent: Any, total: int, quiet: bool) -> int:
         print(f"run directory: {agent.run_dir}")
         return EXIT_FAILED
     if agent.interrupted:
+        spec = agent.spec()
+        from_file = spec.partition(":")[0].endswith(".py")
+        hint = f"pgrad train --resume {agent.run_dir}" + (f" --agent {spec}" if from_file else "")
         print(
-            f"interrupted at step {agent.global_step:,}; checkpoint saved. Resume with: "
-            f"pgrad train --resume {agent.run_dir}",
+            f"interrupted at step {agent.global_step:,}; checkpoint saved. Resume with: {hint}",
             file=sys.stderr,
         )
         print(f"run directory: {agent.run_dir}")
@@ -340,9 +376,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except EnvError as err:
         if args.agent or state.get("agent_name") in AGENTS:
             raise
+        recorded = str(state.get("agent", ""))
+        where = recorded if recorded.partition(":")[0].endswith(".py") else "path/file.py:Class"
         raise UsageError(
             f"{err}; the run was trained by agent {state.get('agent_name')!r}, "
-            "unknown here: pass --agent path/file.py:Class"
+            f"unknown here: pass --agent {where}"
         ) from None
     deterministic = (
         agent.config.eval_deterministic

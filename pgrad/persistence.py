@@ -22,8 +22,9 @@ class Persistence:
 
     @classmethod
     def spec(cls) -> str:
-        """``module:Class`` naming this agent class."""
-        return f"{cls.__module__}:{cls.__qualname__}"
+        """``module:Class`` naming this agent class, or ``/path/file.py:Class`` for a class
+        loaded from a file by ``pgrad train --agent`` (its ``source``)."""
+        return cls.__dict__.get("source") or f"{cls.__module__}:{cls.__qualname__}"
 
     def state_dict(self) -> dict[str, Any]:
         return {

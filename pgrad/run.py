@@ -59,8 +59,8 @@ def open_run(agent: Any, total: int) -> Logger:
     run_dir: Path = agent.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     config_path = run_dir / "config.json"
-    if not config_path.exists():
-        config_path.write_text(agent.config.to_json() + "\n")
+    # rewritten on resume too: an extended run's config holds its new total_steps
+    config_path.write_text(agent.config.to_json() + "\n")
     (run_dir / "agent.txt").write_text(agent.spec() + "\n")
     step = agent.global_step
     if not agent.quiet:
