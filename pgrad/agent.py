@@ -151,8 +151,8 @@ class Agent(Persistence):
         """The vector environment (next-step autoreset). Override for custom wrappers."""
         c = self.config
         shared = c.grouped and c.rollout == "episodes"  # a group's environments start alike
-        n = num_envs or c.num_envs
-        return make_vector_env(c.env_id, n, c.vectorization, c.max_episode_steps, shared)
+        args = (c.vectorization, c.max_episode_steps, shared, c.env_kwargs)
+        return make_vector_env(c.env_id, num_envs or c.num_envs, *args)
 
     def make_encoder(self, obs_space: gym.Space) -> nn.Module:
         """Observations to features (``pgrad.encoders``): a CNN for images, else flattened."""

@@ -124,6 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="set any config key (repeatable); keys are listed below",
     )
     train.add_argument(
+        "--env-kwargs",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="keyword argument for gymnasium.make (repeatable), e.g. --env-kwargs length=6",
+    )
+    train.add_argument(
         "--resume",
         default=None,
         metavar="RUN_DIR",
@@ -180,6 +187,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="scalar tag (default: charts/episodic_return)",
     )
     return parser
+
+
+def _env_kwargs(items: list[str]) -> dict[str, Any]:
+    """``key=value`` strings as a dict; values are Python literals where they parse, else text."""
+    import ast
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise UsageError(f"--env-kwargs expects key=value, got {item!r}")
+        try:
+            out[key.strip()] = ast.literal_eval(raw.strip())
+        except (ValueError, SyntaxError):
+            out[key.strip()] = raw.strip()
+    return out
 
 
 def _int_arg(text: str) -> int:
@@ -252,7 +275,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     for key in ("total_steps", "num_envs", "seed", "device", "workers", "ray_address"):
         if getattr(args, key) is not None:
             changes[key] = getattr(args, key)
-    config = cls.default_config().with_overrides(args.overrides).replace(**changes)
+    config = cls.default_config().with_overrides(args.overrides)
+    if args.env_kwargs:
+        changes["env_kwargs"] = {**config.env_kwargs, **_env_kwargs(args.env_kwargs)}
+    config = config.replace(**changes)
     run_dir = (
         Path(args.logdir) / args.run_name
         if args.run_name
@@ -279,6 +305,7 @@ def _resume(args: argparse.Namespace) -> int:
     # a resumed run stays one run: flags that would change what it learns are refused
     changing = {
         "--set": args.overrides,
+        "--env-kwargs": args.env_kwargs,
         "--num-envs": args.num_envs,
         "--seed": args.seed,
         "--workers": args.workers,

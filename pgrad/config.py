@@ -15,7 +15,7 @@ import math
 import re
 import types
 import typing
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from functools import cache
 from typing import Any
 
@@ -38,6 +38,8 @@ class Config:
     """Environment steps to train for, summed over all parallel environments."""
     num_envs: int = 8
     """Parallel environments in the vector environment."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments for gymnasium.make, a JSON object (or pgrad train --env-kwargs key=value)."""
     vectorization: str = "auto"
     """Vector env kind: auto (numpy-vectorised where the env has one, else sync), sync, async or vector_entry_point."""
     seed: int = 1
@@ -312,6 +314,11 @@ def parse_value(kind: Any, raw: str, key: str) -> Any:
         if kind is float:
             value = float(raw)
             if not math.isfinite(value):
+                raise ValueError
+            return value
+        if typing.get_origin(kind) is dict:
+            value = json.loads(raw)
+            if not isinstance(value, dict):
                 raise ValueError
             return value
         if typing.get_origin(kind) is tuple:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import copy
+import importlib
+import os
 import random
+import sys
 
 import gymnasium as gym
 import numpy as np
@@ -17,11 +20,24 @@ from pgrad.errors import EnvError, first_line
 def find_spec(env_id: str) -> gym.envs.registration.EnvSpec:
     """The registered spec of ``env_id``, importing pgrad's own environments first.
 
+    ``module:Env-v0`` (Gymnasium's form) imports ``module`` first, from the current folder too,
+    so that its registrations run.
+
     Raises:
-        EnvError: unknown id (with the closest registered ids as a hint).
+        EnvError: unknown id (with the closest registered ids as a hint), or a module that
+            cannot be imported.
     """
     import pgrad.envs  # noqa: F401  (registers pgrad/...)
 
+    module, sep, name = env_id.rpartition(":")
+    if sep:
+        if os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())
+        try:
+            importlib.import_module(module)
+        except Exception as err:  # the user's module failed: say which, in one line
+            raise EnvError(f"cannot import {module!r} for {env_id}: {first_line(err)}") from None
+        env_id = name
     try:
         return gym.spec(env_id)
     except Exception as err:  # gymnasium raises several error classes for bad ids
@@ -39,6 +55,7 @@ def make_vector_env(
     vectorization: str = "auto",
     max_episode_steps: int = 0,
     shared_starts: bool = False,
+    env_kwargs: dict | None = None,
 ) -> VectorEnv:
     """A Gymnasium vector environment in next-step autoreset mode.
 
@@ -48,6 +65,7 @@ def make_vector_env(
         vectorization: ``auto`` picks the environment's numpy-vectorised form when it has one
             (``vector_entry_point``), else ``sync``.
         max_episode_steps: time limit (0 keeps the environment's own).
+        env_kwargs: keyword arguments for the environment's constructor (``gymnasium.make``'s).
         shared_starts: the caller resets sub-environments with one seed each, equal within a
             group (the grouped baselines); ``auto`` then skips a numpy-vectorised form that
             takes only one seed for all (Gymnasium's CartPole draws every start from one RNG).
@@ -61,6 +79,7 @@ def make_vector_env(
     spec = copy.deepcopy(find_spec(env_id))
     if max_episode_steps > 0:
         spec.max_episode_steps = max_episode_steps
+    spec.kwargs = {**spec.kwargs, **(env_kwargs or {})}
     mode = vectorization
     if mode == "auto":
         mode = "vector_entry_point" if spec.vector_entry_point is not None else "sync"
@@ -85,7 +104,9 @@ def make_vector_env(
                 f"the {mode} form of {env_id} cannot seed each environment, so groups cannot "
                 "share a start (baseline=loo or group); use vectorization=auto or sync"
             )
-        return make_vector_env(env_id, num_envs, "sync", max_episode_steps, shared_starts)
+        return make_vector_env(
+            env_id, num_envs, "sync", max_episode_steps, shared_starts, env_kwargs
+        )
     return envs
 
 

@@ -122,3 +122,54 @@ def test_agent_modules_are_found_in_the_current_folder(tmp_path):
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
+
+
+ENV_MODULE = """
+import gymnasium as gym
+import numpy as np
+
+
+class Echo(gym.Env):
+    observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, horizon=3):
+        self.horizon = horizon
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.zeros(1, np.float32), 1.0, self.t >= self.horizon, False, {}
+
+
+gym.register(id="Echo-v0", entry_point=Echo)
+"""
+
+
+def test_gymnasium_module_ids_and_env_kwargs(tmp_path):
+    (tmp_path / "my_envs.py").write_text(ENV_MODULE)
+    result = pgrad(
+        "train",
+        "my_envs:Echo-v0",
+        "--agent",
+        "reinforce",
+        "--env-kwargs",
+        "horizon=7",
+        "--total-steps",
+        "64",
+        "--num-envs",
+        "2",
+        "--run-name",
+        "e",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "mean return 7.00" in result.stdout, result.stdout  # every episode lasts 7 steps
+    config = json.loads((tmp_path / "runs" / "e" / "config.json").read_text())
+    assert config["env_kwargs"] == {"horizon": 7} and config["env_id"] == "my_envs:Echo-v0"
+    bad = pgrad("train", "CartPole-v1", "--env-kwargs", "not a pair", cwd=tmp_path)
+    assert_clean_error(bad, "--env-kwargs expects key=value")
