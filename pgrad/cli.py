@@ -172,8 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     plot = sub.add_parser(
         "plot",
         help="plot learning curves to a PNG",
-        description="Plot a TensorBoard tag of one or more runs. Runs that differ "
-        "only in seed are drawn as their mean with a min-max band.",
+        description="Plot a TensorBoard tag of one or more runs. Runs whose config.json "
+        "differ only in seed are one curve: their mean with a min-max band, or with --ci their "
+        "interquartile mean with a 95%% stratified-bootstrap band. Curves are labelled by the "
+        "config keys that differ between them. An unreadable run is left out with a warning.",
     )
     plot.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     plot.add_argument("-o", "--output", default="curves.png", help="PNG file (default: curves.png)")
@@ -181,6 +183,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--tag",
         default="charts/episodic_return",
         help="scalar tag (default: charts/episodic_return)",
+    )
+    plot.add_argument(
+        "--smooth",
+        type=_int_arg,
+        default=5,
+        metavar="N",
+        help="moving average over N logged points, 1 for none (default: 5)",
+    )
+    plot.add_argument(
+        "--ci",
+        action="store_true",
+        help="draw the IQM over seeds with a 95%% bootstrap band instead of mean and min-max",
     )
     return parser
 
@@ -395,7 +409,11 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from pgrad.plot import plot_runs
 
-    out = plot_runs([Path(d) for d in args.run_dirs], Path(args.output), args.tag)
+    out, skipped = plot_runs(
+        [Path(d) for d in args.run_dirs], Path(args.output), args.tag, args.smooth, args.ci
+    )
+    for _, why in skipped:
+        print(f"pgrad: warning: {why}; left out of the plot", file=sys.stderr)
     print(f"wrote {out}")
     return 0
 
