@@ -1,4 +1,4 @@
-"""The ``pgrad`` command: ``train``, ``eval``, ``list`` and ``plot``.
+"""The ``pgrad`` command: ``train``, ``eval``, ``list``, ``plot`` and ``compare``.
 
 The CLI only builds a config and starts an agent. Every error a user can cause (an unknown
 environment, a malformed flag, a bad checkpoint) becomes one line on stderr and exit code 2.
@@ -195,6 +195,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--ci",
         action="store_true",
         help="draw the IQM over seeds with a 95%% bootstrap band instead of mean and min-max",
+    )
+
+    comp = sub.add_parser(
+        "compare",
+        help="compare the final scores of two sets of runs",
+        description="Compare two sets of runs (seeds of two settings) by their final scores, "
+        "the mean of the last K logged values of a tag: mean, median and interquartile mean "
+        "of each set with 95%% stratified-bootstrap intervals, and the probability that a run "
+        "of A scores above a run of B. Quote the globs so that pgrad expands them.",
+    )
+    comp.add_argument("glob_a", metavar="RUN_GLOB_A", help="runs of A, e.g. 'runs/*loo*'")
+    comp.add_argument("glob_b", metavar="RUN_GLOB_B", help="runs of B")
+    comp.add_argument(
+        "--tag",
+        default="charts/episodic_return",
+        help="scalar tag (default: charts/episodic_return)",
+    )
+    comp.add_argument(
+        "--last",
+        type=_int_arg,
+        default=10,
+        metavar="K",
+        help="final score: mean of the last K logged values (default: 10)",
     )
     return parser
 
@@ -418,6 +441,14 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from pgrad.compare import compare, report
+
+    result = compare(args.glob_a, args.glob_b, args.tag, args.last)
+    print(report(result, args.glob_a, args.glob_b))
+    return 0
+
+
 def _check_writable(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -437,7 +468,13 @@ def main(argv: list[str] | None = None) -> int:
     from pgrad import checkpoint as ckpt
     from pgrad.envs_util import EnvError
 
-    commands = {"train": cmd_train, "eval": cmd_eval, "list": cmd_list, "plot": cmd_plot}
+    commands = {
+        "train": cmd_train,
+        "eval": cmd_eval,
+        "list": cmd_list,
+        "plot": cmd_plot,
+        "compare": cmd_compare,
+    }
     if os.environ.get("PGRAD_DEBUG"):
         return commands[args.command](args)
     try:
