@@ -175,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="plot learning curves to a PNG",
         description="Plot a TensorBoard tag of one or more runs. Runs whose config.json "
         "differ only in seed are one curve: their mean with a min-max band, or with --ci their "
-        "interquartile mean with a 95%% stratified-bootstrap band. Curves are labelled by the "
+        "interquartile mean with a 95% stratified-bootstrap band. Curves are labelled by the "
         "config keys that differ between them. An unreadable run is left out with a warning.",
     )
     plot.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="compare the final scores of two sets of runs",
         description="Compare two sets of runs (seeds of two settings) by their final scores, "
         "the mean of the last K logged values of a tag: mean, median and interquartile mean "
-        "of each set with 95%% stratified-bootstrap intervals, and the probability that a run "
+        "of each set with 95% stratified-bootstrap intervals, and the probability that a run "
         "of A scores above a run of B. Quote the globs so that pgrad expands them.",
     )
     comp.add_argument("glob_a", metavar="RUN_GLOB_A", help="runs of A, e.g. 'runs/*loo*'")

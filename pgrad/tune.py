@@ -4,8 +4,9 @@ Each trial is an ordinary pgrad run under ``<logdir>/<study>/trial-<k>/`` (Tenso
 ``config.json``, checkpoints) of ``steps_per_trial`` environment steps with the study's seed.
 During training the agent is evaluated ``evals`` times (deterministic episodes from one fixed
 seed, the same for every trial); each result goes to ``trial.report`` and Optuna's median
-pruner stops a trial that is below the median of earlier trials at the same point. The score
-of a finished trial is the same evaluation at the end of training.
+pruner stops a trial that is below the median of earlier trials at the same point, once
+``max(1, min(5, trials // 4))`` trials have finished. The score of a finished trial is the same
+evaluation at the end of training.
 
 The study lives in an Optuna storage (SQLite at ``<logdir>/<study>/study.db`` by default), so a
 stopped ``pgrad tune`` continues when run again, until ``trials`` trials are COMPLETE or PRUNED:
@@ -296,7 +297,7 @@ def write_agent_file(
         f"{result.pruned} pruned). Its run: {result.run_dir}\n\n"
         f"Train it: pgrad train --agent {path.name}:Tuned\n"
         '"""\n\n'
-        f"{header}\n\n"
+        f"{header}\n\n\n"
         f"class Tuned({parent}):\n"
         f"    name = {name!r}\n"
         f"    env_id = {settings.base.env_id!r}\n"
@@ -480,7 +481,14 @@ def _import_of(cls: type[Agent], spec: str) -> tuple[str, str]:
             "from pgrad.cli import resolve_agent\n\n"
             f"Parent = resolve_agent({f'{absolute}:{class_name}'!r}, None)"
         )
-    return cls.__qualname__, f"from {cls.__module__} import {cls.__qualname__}"
+    import pgrad
+    import pgrad.agents
+
+    name = cls.__qualname__
+    for package in (pgrad, pgrad.agents):  # the public name outlives a move between modules
+        if getattr(package, name, None) is cls:
+            return name, f"from {package.__name__} import {name}"
+    return name, f"from {cls.__module__} import {name}"
 
 
 def _hide_password(url: str) -> str:
