@@ -26,9 +26,9 @@ the share of their probability mass inside ``[0.25, 0.75]`` (``scipy.stats.trim_
 drop them whole), so it is the same functional of the empirical distribution for any size.
 
 Written with numpy rather than on ``rliable``, the paper authors' package: its latest release
-(1.2.0, August 2024) is a source archive only and pulls in arch (pinned below 8, so it holds
-arch back), statsmodels, pandas, seaborn, absl-py and their dependencies, nine packages for what
-is about a hundred lines here.
+(1.2.0, August 2024) is a source archive only, and installing it here adds eight packages
+(arch, pinned below 8 so that it holds arch 8 back, statsmodels, pandas, seaborn, patsy,
+formulaic and theirs) for what is about a hundred lines here.
 """
 
 from __future__ import annotations

@@ -44,6 +44,7 @@ def study(tmp_path_factory):
     return root, args, f"sqlite:///{root / 'runs' / 's' / 'study.db'}"
 
 
+@pytest.mark.slow
 def test_best_trial_beats_the_default_config_at_the_same_budget(study):
     root, _, storage = study
     trials = trials_of(storage)
@@ -59,6 +60,7 @@ def test_best_trial_beats_the_default_config_at_the_same_budget(study):
     assert best.value > default_score, (best.value, default_score)
 
 
+@pytest.mark.slow
 def test_every_trial_is_a_run_of_its_sampled_config(study):
     root, _, storage = study
     for trial in trials_of(storage):
@@ -73,6 +75,7 @@ def test_every_trial_is_a_run_of_its_sampled_config(study):
             assert steps[-1] >= STEPS
 
 
+@pytest.mark.slow
 def test_pruning_stops_trials_early(study):
     root, _, storage = study
     pruned = [t for t in trials_of(storage) if t.state == TrialState.PRUNED]
@@ -83,6 +86,7 @@ def test_pruning_stops_trials_early(study):
         assert len(trial.intermediate_values) < 3  # stopped before its last evaluation
 
 
+@pytest.mark.slow
 def test_a_finished_study_runs_no_more_trials(study, capsys):
     _, args, storage = study
     before = trials_of(storage)
@@ -93,6 +97,7 @@ def test_a_finished_study_runs_no_more_trials(study, capsys):
     assert f"best: trial {best.number}, score {best.value:.4g}" in result.stdout
 
 
+@pytest.mark.slow
 def test_tuned_agent_file_trains(study, capsys, monkeypatch):
     root, _, storage = study
     from pgrad.cli import resolve_agent
@@ -180,6 +185,7 @@ def _assert_continued(trials: list, stopped: int) -> None:
     assert sum(t.params == trials[0].params for t in trials) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_ctrl_c_mid_trial_then_the_same_command_continues(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -198,6 +204,7 @@ def test_ctrl_c_mid_trial_then_the_same_command_continues(tmp_path, capsys, monk
     assert all(trials[n].value == v for n, v in before.items())
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_sigkill_mid_trial_then_the_same_command_continues(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
