@@ -4,8 +4,10 @@ A2C (and PPO) figures.
 For each task the preset trains with its default ``total_steps``, which is at most the budget
 rl-zoo's A2C benchmark used, with 5 seeds; the final policy then plays 10 deterministic episodes
 (``Agent.evaluate``). The table gives the
-mean and standard deviation over seeds of those per-seed means. Learning curves of every run
-are drawn with ``pgrad plot`` (mean over seeds with a min-max band), one PNG per task.
+mean and standard deviation over seeds of those per-seed means and, since a few seeds make a
+mean ± std fragile, their interquartile mean with a 95 % stratified-bootstrap interval
+(``pgrad.stats``). Learning curves of every run are drawn with ``pgrad plot`` (mean over seeds
+with a min-max band), one PNG per task.
 
 Only returns are measured here, not time, so runs go ``--jobs`` at a time (default 2).
 
@@ -28,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 from _common import HERE, machine, table
+
+from pgrad.stats import interval_estimates
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"`{task.agent}`",
                 f"{steps:,} ({task.budget:,})",
                 f"{returns.mean():.1f} +- {returns.std():.1f}",
+                "{:.1f} [{:.1f}, {:.1f}]".format(*interval_estimates(returns, ("iqm",))["iqm"]),
                 " ".join(f"{r:.0f}" for r in returns),
                 task.zoo,
                 verdict,
@@ -146,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     print(
         f"\n## Final deterministic evaluation, 10 episodes per seed, {len(seeds)} seeds "
-        "(mean +- std over seeds)\n"
+        "(mean +- std and interquartile mean over seeds)\n"
     )
     print(
         table(
@@ -154,7 +159,8 @@ def main(argv: list[str] | None = None) -> None:
                 "task",
                 "preset",
                 "env steps (rl-zoo budget)",
-                "pgrad",
+                "pgrad mean +- std",
+                "IQM [95% CI]",
                 "per seed",
                 "rl-zoo published",
                 "vs rl-zoo A2C",

@@ -1,4 +1,4 @@
-"""The ``pgrad`` command: ``train``, ``eval``, ``list`` and ``plot``.
+"""The ``pgrad`` command: ``train``, ``eval``, ``list``, ``plot``, ``compare`` and ``tune``.
 
 The CLI only builds a config and starts an agent. Every error a user can cause (an unknown
 environment, a malformed flag, a bad checkpoint) becomes one line on stderr and exit code 2.
@@ -11,6 +11,7 @@ import importlib
 import importlib.util
 import json
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -176,8 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     plot = sub.add_parser(
         "plot",
         help="plot learning curves to a PNG",
-        description="Plot a TensorBoard tag of one or more runs. Runs that differ "
-        "only in seed are drawn as their mean with a min-max band.",
+        description="Plot a TensorBoard tag of one or more runs. Runs whose config.json "
+        "differ only in seed are one curve: their mean with a min-max band, or with --ci their "
+        "interquartile mean with a 95% stratified-bootstrap band. Curves are labelled by the "
+        "config keys that differ between them. An unreadable run is left out with a warning.",
     )
     plot.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     plot.add_argument("-o", "--output", default="curves.png", help="PNG file (default: curves.png)")
@@ -185,6 +188,110 @@ def build_parser() -> argparse.ArgumentParser:
         "--tag",
         default="charts/episodic_return",
         help="scalar tag (default: charts/episodic_return)",
+    )
+    plot.add_argument(
+        "--smooth",
+        type=_int_arg,
+        default=5,
+        metavar="N",
+        help="moving average over N logged points, 1 for none (default: 5)",
+    )
+    plot.add_argument(
+        "--ci",
+        action="store_true",
+        help="draw the IQM over seeds with a 95%% bootstrap band instead of mean and min-max",
+    )
+
+    comp = sub.add_parser(
+        "compare",
+        help="compare the final scores of two sets of runs",
+        description="Compare two sets of runs (seeds of two settings) by their final scores, "
+        "the mean of the last K logged values of a tag: mean, median and interquartile mean "
+        "of each set with 95% stratified-bootstrap intervals, and the probability that a run "
+        "of A scores above a run of B. Quote the globs so that pgrad expands them.",
+    )
+    comp.add_argument("glob_a", metavar="RUN_GLOB_A", help="runs of A, e.g. 'runs/*loo*'")
+    comp.add_argument("glob_b", metavar="RUN_GLOB_B", help="runs of B")
+    comp.add_argument(
+        "--tag",
+        default="charts/episodic_return",
+        help="scalar tag (default: charts/episodic_return)",
+    )
+    comp.add_argument(
+        "--last",
+        type=_int_arg,
+        default=10,
+        metavar="K",
+        help="final score: mean of the last K logged values (default: 10)",
+    )
+
+    tune = sub.add_parser(
+        "tune",
+        help="search hyperparameters with Optuna (needs pgrad[tune])",
+        description="Search an agent's hyperparameters with Optuna: a seeded TPE sampler, and "
+        "a median pruner fed by evaluations during each trial. Each trial is a pgrad run "
+        "under LOGDIR/STUDY/trial-K. The study is stored (SQLite at LOGDIR/STUDY/study.db by "
+        "default): run the same command again to continue a stopped study. At the end the "
+        "best trial is written as an agent file for 'pgrad train --agent FILE:Tuned'.",
+    )
+    tune.add_argument("env_id", metavar="ENV_ID", help="Gymnasium environment id")
+    tune.add_argument(
+        "--agent",
+        default=None,
+        help="agent to tune, as for 'pgrad train' (default: the preset for ENV_ID, else a2c)",
+    )
+    tune.add_argument(
+        "--trials",
+        type=_int_arg,
+        required=True,
+        help="run until this many trials are complete or pruned",
+    )
+    tune.add_argument(
+        "--steps-per-trial",
+        type=_int_arg,
+        required=True,
+        metavar="S",
+        help="environment steps each trial trains for",
+    )
+    tune.add_argument("--study", required=True, help="study name (also its folder in --logdir)")
+    tune.add_argument(
+        "--storage",
+        default=None,
+        metavar="URL",
+        help="Optuna storage URL (default: sqlite:///LOGDIR/STUDY/study.db)",
+    )
+    tune.add_argument(
+        "--space",
+        default=None,
+        metavar="FILE",
+        help="YAML or Python (SPACE = {...}) file that changes the search space",
+    )
+    tune.add_argument(
+        "--seed",
+        type=_int_arg,
+        default=1,
+        help="seed of every trial's training and evaluation, and of the sampler (default: 1)",
+    )
+    tune.add_argument(
+        "--logdir", default="runs", help="root folder of the study's runs (default: runs)"
+    )
+    tune.add_argument(
+        "--out",
+        default=None,
+        metavar="FILE",
+        help="agent file for the best trial (default: STUDY_tuned.py)",
+    )
+    tune.add_argument(
+        "--evals",
+        type=_int_arg,
+        default=4,
+        help="evaluations per trial, the last at its end; the others feed the pruner (default: 4)",
+    )
+    tune.add_argument(
+        "--eval-episodes",
+        type=_int_arg,
+        default=10,
+        help="deterministic episodes per evaluation (default: 10)",
     )
     return parser
 
@@ -461,8 +568,109 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from pgrad.plot import plot_runs
 
-    out = plot_runs([Path(d) for d in args.run_dirs], Path(args.output), args.tag)
+    out, skipped = plot_runs(
+        [Path(d) for d in args.run_dirs], Path(args.output), args.tag, args.smooth, args.ci
+    )
+    for _, why in skipped:
+        print(f"pgrad: warning: {why}; left out of the plot", file=sys.stderr)
     print(f"wrote {out}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from pgrad.compare import compare, report
+
+    result = compare(args.glob_a, args.glob_b, args.tag, args.last)
+    print(report(result, args.glob_a, args.glob_b))
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    try:
+        import optuna
+    except ImportError:
+        raise UsageError("pgrad tune needs Optuna: pip install 'pgrad[tune]'") from None
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # tune prints one line per trial itself
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    from pgrad.envs_util import find_spec
+    from pgrad.search_space import apply_overrides, default_space, load_space_file
+    from pgrad.tune import TuneError, TuneSettings, default_storage, tune, write_agent_file
+
+    for flag, value in (
+        ("--trials", args.trials),
+        ("--steps-per-trial", args.steps_per_trial),
+        ("--evals", args.evals),
+        ("--eval-episodes", args.eval_episodes),
+    ):
+        if value < 1:
+            raise UsageError(f"{flag} must be >= 1, got {value}")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", args.study):
+        raise UsageError(
+            f"--study must be a plain name (letters, digits, . _ -), got {args.study!r}"
+        )
+    find_spec(args.env_id)
+    cls = resolve_agent(args.agent, args.env_id)
+    base = cls.default_config().replace(
+        env_id=args.env_id, total_steps=args.steps_per_trial, seed=args.seed
+    )
+    space = default_space(base)
+    if args.space:
+        space = apply_overrides(space, load_space_file(Path(args.space)), args.space)
+    if not space.params:
+        raise UsageError("the search space is empty: every parameter is fixed or dropped")
+    logdir = Path(args.logdir)
+    out = Path(args.out) if args.out else Path(f"{args.study}_tuned.py")
+    settings = TuneSettings(
+        agent_cls=cls,
+        agent_spec=args.agent or cls.spec(),
+        base=base,
+        space=space,
+        trials=args.trials,
+        steps_per_trial=args.steps_per_trial,
+        study=args.study,
+        storage=args.storage or default_storage(logdir, args.study),
+        logdir=logdir,
+        seed=args.seed,
+        evals=args.evals,
+        eval_episodes=args.eval_episodes,
+    )
+    # folders this command creates, removed again if the study cannot be opened
+    created = [d for d in (logdir, settings.study_dir) if not d.exists()]
+    _check_writable(logdir)
+    settings.study_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        print(
+            f"study {args.study}: {cls.name} on {args.env_id}, {args.trials} trials of "
+            f"{args.steps_per_trial:,} steps; searching"
+        )
+        for line in space.describe():
+            print(f"  {line}")
+        result = tune(settings)
+    except ValueError:
+        for folder in reversed(created):
+            if not any(folder.iterdir()):
+                folder.rmdir()  # bad input leaves nothing behind
+        raise
+    except TuneError as err:
+        print(f"pgrad: error: {first_line(err)}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print(
+            "pgrad: interrupted; a stopped trial is queued to run again: run the same command "
+            "to continue the study",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    print(
+        f"best: trial {result.number}, score {result.score:.4g} (of {result.complete} complete, "
+        f"{result.pruned} pruned, {result.failed} failed)"
+    )
+    for name, value in result.params.items():
+        shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
+        print(f"  {name} = {shown}")
+    print(f"run directory: {result.run_dir}")
+    path = write_agent_file(out, settings, result, args.study)
+    print(f"wrote {path}; train it with: pgrad train --agent {path}:Tuned")
     return 0
 
 
@@ -485,7 +693,14 @@ def main(argv: list[str] | None = None) -> int:
     from pgrad import checkpoint as ckpt
     from pgrad.errors import EnvError
 
-    commands = {"train": cmd_train, "eval": cmd_eval, "list": cmd_list, "plot": cmd_plot}
+    commands = {
+        "train": cmd_train,
+        "eval": cmd_eval,
+        "list": cmd_list,
+        "plot": cmd_plot,
+        "compare": cmd_compare,
+        "tune": cmd_tune,
+    }
     if os.environ.get("PGRAD_DEBUG"):
         return commands[args.command](args)
     try:

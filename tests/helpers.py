@@ -33,6 +33,18 @@ def popen_pgrad(*args: str, cwd: Path) -> subprocess.Popen:
     )
 
 
+def pgrad_main(capsys, *args: str) -> subprocess.CompletedProcess:
+    """Run ``pgrad.cli.main`` in this process (faster than a subprocess), as a finished process."""
+    from pgrad.cli import main
+
+    try:
+        code = main(list(args))
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else 1
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["pgrad", *args], code, out, err)
+
+
 def assert_clean_error(result: subprocess.CompletedProcess, fragment: str, code: int = 2) -> None:
     assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
     lines = result.stderr.strip().splitlines()

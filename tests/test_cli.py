@@ -48,7 +48,7 @@ def test_help_explains_every_flag(tmp_path):
         "gamma",
     ):
         assert flag in result.stdout
-    for command in ("eval", "list", "plot"):
+    for command in ("eval", "list", "plot", "compare", "tune"):
         assert pgrad(command, "--help", cwd=tmp_path).returncode == 0
 
 
