@@ -8,6 +8,7 @@ Schedules are functions of the step, so they need no state of their own.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -136,4 +137,11 @@ def _fit_detail(err: BaseException) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if len(lines) <= 1:
         return first_line(err)
-    return "; ".join(lines[1:])[:500].rstrip(". ")
+    detail = "; ".join(line.rstrip(".;") for line in lines[1:])
+    detail = re.sub(
+        r"copying a param with shape torch.Size\((\[[^]]*\])\) from checkpoint, the shape in "
+        r"current model is torch.Size\((\[[^]]*\])\)",
+        r"checkpoint \1, agent \2",
+        detail,
+    )
+    return detail[:500]

@@ -173,3 +173,32 @@ def test_gymnasium_module_ids_and_env_kwargs(tmp_path):
     assert config["env_kwargs"] == {"horizon": 7} and config["env_id"] == "my_envs:Echo-v0"
     bad = pgrad("train", "CartPole-v1", "--env-kwargs", "not a pair", cwd=tmp_path)
     assert_clean_error(bad, "--env-kwargs expects key=value")
+
+
+def test_checkpoint_messages_say_what_is_wrong(tmp_path):
+    import pytest
+    import torch
+
+    from pgrad import A2C
+    from pgrad import checkpoint as ckpt
+    from pgrad.errors import CheckpointError
+
+    agent = A2C(num_envs=2, quiet=True)
+    data = agent.save(tmp_path / "a.pt").read_bytes()
+    cases = {
+        "truncated.pt": (data[: len(data) // 2], "truncated or damaged"),
+        "text.pt": (b"hello, I am a text file\n", "not a torch archive"),
+    }
+    for name, (content, message) in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(CheckpointError, match=message):
+            ckpt.load(tmp_path / name)
+        result = pgrad("eval", name, cwd=tmp_path)
+        assert_clean_error(result, message)
+    wider = A2C(num_envs=2, quiet=True, hidden=(32,))
+    with pytest.raises(
+        CheckpointError, match=r"net.0.weight: checkpoint \[64, 4\], agent \[32, 4\]"
+    ):
+        wider.load_state_dict(torch.load(tmp_path / "a.pt", weights_only=True))
+    agent.envs.close()
+    wider.envs.close()
