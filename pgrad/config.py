@@ -200,6 +200,13 @@ class Config:
             raise ValueError(f"hidden must be integers, got {self.hidden!r}")
         if any(h < 1 for h in self.hidden):
             raise ValueError(f"hidden widths must be positive, got {self.hidden}")
+        if self.rollout == "steps" and self.baseline != "value":
+            # a rollout cut mid-episode needs V(s) to bootstrap from; without a critic the cut
+            # would count as the episode's end and every such return would be biased low
+            raise ValueError(
+                f"rollout=steps needs baseline=value (a critic to bootstrap episodes cut at "
+                f"the rollout's end); use rollout=episodes with baseline={self.baseline}"
+            )
         if self.grouped and self.num_envs % self.group_size:
             raise ValueError(
                 f"baseline={self.baseline} needs num_envs divisible by group_size, "

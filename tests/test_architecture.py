@@ -248,3 +248,12 @@ def test_the_python_api_takes_what_python_users_pass():
         Config(device="gpu")
     with pytest.raises(ValueError, match="torch sees no CUDA device|torch sees 0 CUDA"):
         A2C(device="cuda:1", num_envs=1, quiet=True)
+
+
+def test_fixed_length_rollouts_without_a_critic_are_refused():
+    """Cut episodes would bootstrap from 0: a biased return, refused in one line."""
+    for baseline in ("none", "ema", "loo", "group"):
+        with pytest.raises(ValueError, match="rollout=steps needs baseline=value"):
+            Config(rollout="steps", baseline=baseline, group_size=2)
+    result = run_cli("train", "--agent", "a2c", "--set", "baseline=ema", cwd=ROOT)
+    assert_clean_error(result, "rollout=steps needs baseline=value")

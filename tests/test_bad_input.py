@@ -47,7 +47,7 @@ BAD_INVOCATIONS = [
     (["train", "--num-envs", "0"], "num_envs must be >= 1"),
     (["train", "--num-envs", "1.5"], "expected an integer"),
     (["train", "--seed", "-3"], "seed must be >= 0"),
-    (["train", "--device", "tpu"], "invalid choice"),
+    (["train", "--device", "tpu"], "device must be auto, cpu, cuda, cuda:N or mps"),
     (["train", "--bogus-flag"], "unrecognized arguments"),
     (["train", "--logdir", "afile/sub"], "cannot create log directory"),
     (["train", "--run-name", "existing"], "already exists"),
