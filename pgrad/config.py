@@ -243,6 +243,13 @@ class Config:
         return cls(**values)
 
     def replace(self, **changes: Any) -> Config:
+        """A copy with ``changes``; an unknown key raises ``ValueError`` with the closest one."""
+        known = {f.name for f in fields(self)}
+        for key in changes:
+            if key not in known:
+                close = _closest(key, known)
+                hint = f" (did you mean {close}?)" if close else ""
+                raise ValueError(f"unknown config key {key!r}{hint}")
         return dataclasses.replace(self, **changes)
 
     def with_overrides(self, assignments: list[str]) -> Config:

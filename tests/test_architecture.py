@@ -257,3 +257,10 @@ def test_fixed_length_rollouts_without_a_critic_are_refused():
             Config(rollout="steps", baseline=baseline, group_size=2)
     result = run_cli("train", "--agent", "a2c", "--set", "baseline=ema", cwd=ROOT)
     assert_clean_error(result, "rollout=steps needs baseline=value")
+
+
+def test_config_typos_get_the_closest_key():
+    with pytest.raises(
+        ValueError, match=r"unknown config key 'lerning_rate' \(did you mean learning_rate\?\)"
+    ):
+        A2C(lerning_rate=1e-3, quiet=True)
