@@ -46,7 +46,8 @@ def make_vector_env(
         env_id: registered id.
         num_envs: parallel copies.
         vectorization: ``auto`` picks the environment's numpy-vectorised form when it has one
-            (``vector_entry_point``), else ``sync``.
+            (``vector_entry_point``: Gymnasium's, or pgrad's own for the ids in
+            ``pgrad.envs.VECTOR_ENVS``), else ``sync``.
         max_episode_steps: time limit (0 keeps the environment's own).
 
     Dict and Tuple observation spaces are flattened to one Box.
@@ -55,6 +56,9 @@ def make_vector_env(
     if max_episode_steps > 0:
         spec.max_episode_steps = max_episode_steps
     mode = vectorization
+    ours = numpy_vectorised().get(env_id)
+    if ours is not None and mode in ("auto", "vector_entry_point"):
+        spec.vector_entry_point = ours
     if mode == "auto":
         mode = "vector_entry_point" if spec.vector_entry_point is not None else "sync"
     if mode == "vector_entry_point" and spec.vector_entry_point is None:
@@ -78,9 +82,29 @@ def make_vector_env(
     return envs
 
 
+def numpy_vectorised() -> dict[str, str]:
+    """Registered ids with a numpy-vectorised form, each with its ``vector_entry_point``.
+
+    Gymnasium's own (CartPole) and pgrad's (``pgrad.envs.VECTOR_ENVS``, which take precedence).
+    Gymnasium's ``phys2d/`` ids are left out: their vector forms run on JAX.
+    """
+    from pgrad.envs import VECTOR_ENVS
+
+    forms = {
+        env_id: str(spec.vector_entry_point)
+        for env_id, spec in gym.registry.items()
+        if spec.vector_entry_point is not None and spec.namespace != "phys2d"
+    }
+    for env_id, cls in VECTOR_ENVS.items():
+        forms[env_id] = f"{cls.__module__}:{cls.__qualname__}"
+    return forms
+
+
 def accepts_seed_list(envs: VectorEnv) -> bool:
-    """Whether ``envs.reset`` takes one seed per environment (sync and async do)."""
-    return isinstance(envs.unwrapped, SyncVectorEnv | AsyncVectorEnv)
+    """Whether ``envs.reset`` takes one seed per environment (sync, async and pgrad's own do)."""
+    from pgrad.envs import ClassicControlVectorEnv
+
+    return isinstance(envs.unwrapped, SyncVectorEnv | AsyncVectorEnv | ClassicControlVectorEnv)
 
 
 def derive_seed(*parts: int) -> int:
