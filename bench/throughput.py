@@ -20,10 +20,15 @@ each part timed alone at pgrad's sizes (N environments, T steps per update):
 ``limit = T N / (T (env + policy) + forward_backward)`` env steps per second; pgrad's throughput
 is printed as a fraction of it.
 
+``--tasks Acrobot-v1 Pendulum-v1`` runs, for each, pgrad's preset on pgrad's numpy-vectorised
+environment and on Gymnasium's sync vector env, and SB3 A2C (rl-zoo settings, sync envs) as the
+reference, the same way; then the vector environments alone, with random actions.
+
 Usage::
 
     python bench/throughput.py            # about 6 minutes on 2 cores
     python bench/throughput.py --quick    # about 2 minutes
+    python bench/throughput.py --tasks Acrobot-v1 Pendulum-v1 --rounds 5 --seconds 3
 """
 
 from __future__ import annotations
@@ -290,39 +295,105 @@ def profile(agent_name: str, steps: int, **overrides: Any) -> str:
     )
 
 
+# -- Acrobot and Pendulum: numpy-vectorised against Gymnasium's sync vector env -------------------
+CLASSIC = ("Acrobot-v1", "Pendulum-v1")
+
+
+def classic_learners(env_id: str) -> list[Learner]:
+    """pgrad's preset on pgrad's numpy-vectorised env and on Gymnasium's sync one, and SB3 A2C."""
+    from pgrad.agents import PRESETS
+
+    preset = PRESETS[env_id]
+    n = preset.default_config().num_envs
+    setting = f"{env_id}, preset sizes"
+    return [
+        Learner(
+            f"pgrad `{preset.name}` preset ({n} envs), numpy-vectorised",
+            dict(library="pgrad", agent=preset.name),
+            setting,
+        ),
+        Learner(
+            f"pgrad `{preset.name}` preset ({n} envs), Gymnasium sync",
+            dict(library="pgrad", agent=preset.name, vectorization="sync"),
+            setting,
+        ),
+        Learner("SB3 A2C, rl-zoo (Gymnasium sync envs)", dict(library="sb3", algo="a2c"), setting),
+    ]
+
+
+def env_alone(env_id: str, sizes: tuple[int, ...], seconds: float) -> str:
+    """Env steps per second of the vector env alone (random actions precomputed), per size:
+    pgrad's numpy-vectorised form against Gymnasium's sync vector env. Interleaved, medians of
+    5 samples."""
+    import gymnasium as gym
+
+    from pgrad.envs import VECTOR_ENVS
+
+    def rate(envs: Any, actions: list, reps: int) -> float:
+        start = time.perf_counter()
+        for i in range(reps):
+            envs.step(actions[i % len(actions)])
+        return reps * envs.num_envs / (time.perf_counter() - start)
+
+    out = []
+    for n in sizes:
+        kinds = {
+            "numpy": VECTOR_ENVS[env_id](num_envs=n),
+            "sync": gym.make_vec(env_id, num_envs=n, vectorization_mode="sync"),
+        }
+        samples: dict[str, list[float]] = {kind: [] for kind in kinds}
+        for envs in kinds.values():
+            envs.reset(seed=0)
+            envs.action_space.seed(0)
+        actions = [kinds["numpy"].action_space.sample() for _ in range(32)]
+        reps = {
+            kind: max(1, int(rate(envs, actions, 3) * seconds / n)) for kind, envs in kinds.items()
+        }
+        for _ in range(5):
+            for kind, envs in kinds.items():
+                samples[kind].append(rate(envs, actions, reps[kind]))
+        numpy_rate, sync_rate = median(samples["numpy"]), median(samples["sync"])
+        ratios = [a / b for a, b in zip(samples["numpy"], samples["sync"])]
+        out.append(
+            [
+                f"{n:,}",
+                f"{numpy_rate:,.0f}",
+                f"{sync_rate:,.0f}",
+                f"{median(ratios):.1f}x",
+                f"{min(ratios):.1f}-{max(ratios):.1f}",
+            ]
+        )
+        for envs in kinds.values():
+            envs.close()
+    return table(
+        [
+            "envs",
+            "pgrad numpy-vectorised (env steps/s)",
+            "Gymnasium sync (env steps/s)",
+            "ratio (median)",
+            "range",
+        ],
+        out,
+    )
+
+
 # -- the run ------------------------------------------------------------------------------------
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="3 rounds of 1 s: a first look")
-    parser.add_argument("--rounds", type=int, default=None, help="measured rounds (default 7)")
-    parser.add_argument(
-        "--seconds",
-        type=float,
-        default=None,
-        help="training seconds per learner per round (default 4)",
-    )
-    parser.add_argument(
-        "--peer-python",
-        default=sys.executable,
-        help="interpreter with stable-baselines3 and tianshou installed",
-    )
-    parser.add_argument("--threads", type=int, default=1, help="torch threads in every learner")
-    args = parser.parse_args(argv)
-    rounds = args.rounds or (3 if args.quick else 7)
-    seconds = args.seconds or (1.0 if args.quick else 4.0)
-
-    import torch
-
-    torch.set_num_threads(args.threads)
-    print(f"# Training throughput, {ENV_ID}\n\n{machine()}\n", flush=True)
-    rows = learners(args.quick)
-    limits = {row.limit: Limit(*row.limit) for row in rows if row.limit}
+def measure(
+    rows: list[Learner],
+    env_id: str,
+    rounds: int,
+    seconds: float,
+    args: argparse.Namespace,
+    limits: dict | None = None,
+) -> None:
+    """Start every row's worker, warm it up, then run interleaved rounds (module docstring)."""
+    limits = limits or {}
     try:
         for row in rows:
             python = sys.executable if row.spec["library"] == "pgrad" else args.peer_python
             row.worker = Worker(python)
             row.worker.start(
-                {**row.spec, "env_id": ENV_ID, "seed": 1, "budget": BUDGET, "threads": args.threads}
+                {**row.spec, "env_id": env_id, "seed": 1, "budget": BUDGET, "threads": args.threads}
             )
             # warm-up (startup, first allocations), then size a chunk to take about `seconds`
             first = row.worker.run_until(1)
@@ -353,12 +424,57 @@ def main(argv: list[str] | None = None) -> None:
         for row in rows:
             if row.worker is not None:
                 row.worker.close()
-    report(rows, limits, rounds, seconds)
-    print("\n## Where pgrad's time goes\n")
-    steps = 100_000 if args.quick else 400_000
-    print(profile("cartpole-fast", steps), flush=True)
-    print()
-    print(profile("cartpole-fast", steps // 10, num_envs=8), flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 rounds of 1 s: a first look")
+    parser.add_argument("--rounds", type=int, default=None, help="measured rounds (default 7)")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="training seconds per learner per round (default 4)",
+    )
+    parser.add_argument(
+        "--tasks",
+        nargs="+",
+        default=[ENV_ID],
+        choices=[ENV_ID, *CLASSIC],
+        help="CartPole-v1 (the default): the full comparison; Acrobot-v1, Pendulum-v1: pgrad's "
+        "numpy-vectorised env against Gymnasium's sync one",
+    )
+    parser.add_argument(
+        "--peer-python",
+        default=sys.executable,
+        help="interpreter with stable-baselines3 and tianshou installed",
+    )
+    parser.add_argument("--threads", type=int, default=1, help="torch threads in every learner")
+    args = parser.parse_args(argv)
+    rounds = args.rounds or (3 if args.quick else 7)
+    seconds = args.seconds or (1.0 if args.quick else 4.0)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    for env_id in args.tasks:
+        print(f"# Training throughput, {env_id}\n\n{machine()}\n", flush=True)
+        if env_id in CLASSIC:
+            rows = classic_learners(env_id)
+            measure(rows, env_id, rounds, seconds, args)
+            report(rows, {}, rounds, seconds)
+            print(f"\n## {env_id}: the vector env alone, random actions\n")
+            print(env_alone(env_id, (16, 64, 256), seconds / 4), flush=True)
+            continue
+        rows = learners(args.quick)
+        limits = {row.limit: Limit(*row.limit) for row in rows if row.limit}
+        measure(rows, env_id, rounds, seconds, args, limits)
+        report(rows, limits, rounds, seconds)
+        print("\n## Where pgrad's time goes\n")
+        steps = 100_000 if args.quick else 400_000
+        print(profile("cartpole-fast", steps), flush=True)
+        print()
+        print(profile("cartpole-fast", steps // 10, num_envs=8), flush=True)
 
 
 def report(rows: list[Learner], limits: dict, rounds: int, seconds: float) -> None:
@@ -410,6 +526,8 @@ def report(rows: list[Learner], limits: dict, rounds: int, seconds: float) -> No
                 f"{median(row.rates) / ceiling:.0%}",
             ]
         )
+    if not lim_rows:
+        return
     print("\n## The machine's limit at pgrad's sizes (same run)\n")
     print(
         table(

@@ -545,6 +545,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     from pgrad.agents import GENERIC, PRESETS, VARIANTS
     from pgrad.envs import ENV_IDS
+    from pgrad.envs_util import numpy_vectorised
 
     print("agents:")
     for name, cls in GENERIC.items():
@@ -562,6 +563,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("pgrad environments:")
     for env_id in ENV_IDS:
         print(f"  {env_id}")
+    print("numpy-vectorised environments (vectorization=auto uses them):")
+    for env_id, entry_point in numpy_vectorised().items():
+        source = "pgrad" if entry_point.startswith("pgrad.") else "gymnasium"
+        print(f"  {env_id:<24} {source}")
     return 0
 
 

@@ -63,7 +63,8 @@ def make_vector_env(
         env_id: registered id.
         num_envs: parallel copies.
         vectorization: ``auto`` picks the environment's numpy-vectorised form when it has one
-            (``vector_entry_point``), else ``sync``.
+            (``vector_entry_point``: Gymnasium's, or pgrad's own for the ids in
+            ``pgrad.envs.VECTOR_ENVS``), else ``sync``.
         max_episode_steps: time limit (0 keeps the environment's own).
         env_kwargs: keyword arguments for the environment's constructor (``gymnasium.make``'s).
         shared_starts: the caller resets sub-environments with one seed each, equal within a
@@ -81,6 +82,9 @@ def make_vector_env(
         spec.max_episode_steps = max_episode_steps
     spec.kwargs = {**spec.kwargs, **(env_kwargs or {})}
     mode = vectorization
+    ours = numpy_vectorised().get(env_id)
+    if ours is not None and mode in ("auto", "vector_entry_point"):
+        spec.vector_entry_point = ours
     if mode == "auto":
         mode = "vector_entry_point" if spec.vector_entry_point is not None else "sync"
     if mode == "vector_entry_point" and spec.vector_entry_point is None:
@@ -108,6 +112,24 @@ def make_vector_env(
             env_id, num_envs, "sync", max_episode_steps, shared_starts, env_kwargs
         )
     return envs
+
+
+def numpy_vectorised() -> dict[str, str]:
+    """Registered ids with a numpy-vectorised form, each with its ``vector_entry_point``.
+
+    Gymnasium's own (CartPole) and pgrad's (``pgrad.envs.VECTOR_ENVS``, which take precedence).
+    Gymnasium's ``phys2d/`` ids are left out: their vector forms run on JAX.
+    """
+    from pgrad.envs import VECTOR_ENVS
+
+    forms = {
+        env_id: str(spec.vector_entry_point)
+        for env_id, spec in gym.registry.items()
+        if spec.vector_entry_point is not None and spec.namespace != "phys2d"
+    }
+    for env_id, cls in VECTOR_ENVS.items():
+        forms[env_id] = f"{cls.__module__}:{cls.__qualname__}"
+    return forms
 
 
 EPISODE_STEP_CAP = 100_000
