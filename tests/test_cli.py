@@ -11,7 +11,7 @@ import pytest
 
 from pgrad.config import Config
 
-from helpers import ROOT, pgrad
+from helpers import ROOT, pgrad, run_dir_of
 
 
 def train_small(tmp_path: Path, *extra: str) -> Path:
@@ -27,9 +27,7 @@ def train_small(tmp_path: Path, *extra: str) -> Path:
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
-    last = result.stdout.strip().splitlines()[-1]
-    assert last.startswith("run directory: ")
-    return tmp_path / last.removeprefix("run directory: ")
+    return run_dir_of(result, tmp_path)
 
 
 def test_help_explains_every_flag(tmp_path):
