@@ -12,7 +12,7 @@ import torch
 from gymnasium import spaces
 from gymnasium.envs.registration import register, registry
 
-from pgrad.agent import Agent
+from pgrad import Agent
 
 warnings.filterwarnings("ignore", category=UserWarning, module="gymnasium")
 

@@ -135,6 +135,40 @@ def test_gumbel_softmax_hard_gradient_equals_soft_gradient() -> None:
     assert torch.equal(grads[0], grads[1])
 
 
+def test_gumbel_softmax_default_temperature_is_one() -> None:
+    logits = torch.tensor([[0.3, -1.0, 2.0]])
+    default = gumbel_softmax(logits, generator=_seeded(5))
+    torch.testing.assert_close(default, gumbel_softmax(logits, tau=1.0, generator=_seeded(5)))
+
+
+def test_gumbel_softmax_divides_by_the_temperature() -> None:
+    # The same generator state gives the same noise g, so log y_i - log y_j = (l_i + g_i - l_j -
+    # g_j) / tau: halving tau doubles every log-ratio.
+    logits = torch.randn(8, 4, generator=_seeded(0), dtype=torch.float64)
+    log_ratios = {}
+    for tau in (1.0, 0.5):
+        y = gumbel_softmax(logits, tau=tau, generator=_seeded(3)).log()
+        log_ratios[tau] = y - y[:, :1]
+    torch.testing.assert_close(log_ratios[0.5], 2 * log_ratios[1.0])
+
+
+def test_gumbel_softmax_is_soft_unless_asked_to_be_hard() -> None:
+    y = gumbel_softmax(torch.zeros(64, 3), generator=_seeded(2))
+    assert bool((y.max(-1).values < 1).all()), "the default sample must be soft"
+
+
+def test_gumbel_softmax_sample_does_not_depend_on_memory_layout() -> None:
+    # The noise is drawn in a fixed (row-major) order, so a transposed view of the same logits
+    # gets the same sample from the same seed.
+    logits = torch.randn(5, 3, generator=_seeded(0))
+    transposed_view = logits.T.contiguous().T
+    assert not transposed_view.is_contiguous()
+    torch.testing.assert_close(
+        gumbel_softmax(transposed_view, generator=_seeded(4)),
+        gumbel_softmax(logits, generator=_seeded(4)),
+    )
+
+
 def test_gumbel_softmax_other_dim() -> None:
     logits = torch.randn(4, 3, 2, generator=_seeded(0))
     hard = gumbel_softmax(logits, hard=True, dim=1, generator=_seeded(1))
@@ -250,6 +284,17 @@ def test_score_function_pathwise_only_parameter() -> None:
     score_function(log_prob, scale**2).backward()
     assert scale.grad.item() == pytest.approx(4.0)
     torch.testing.assert_close(logits.grad, 4.0 * torch.tensor([2 / 3, -1 / 3, -1 / 3]))
+
+
+def test_score_function_accepts_a_baseline_that_broadcasts() -> None:
+    # One baseline per row of a [2, 3] cost: shape [2, 1] broadcasts, and the gradient uses it.
+    logits = torch.zeros(2, 3, requires_grad=True)
+    cost = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    baseline = torch.tensor([[2.0], [5.0]])
+    log_prob = torch.distributions.Bernoulli(logits=logits).log_prob(torch.ones(2, 3))
+    score_function(log_prob, cost, baseline=baseline).sum().backward()
+    # d log p(1) / d logit = 1 - sigmoid(0) = 1/2
+    torch.testing.assert_close(logits.grad, (cost - baseline) / 2)
 
 
 def test_score_function_rejects_mismatched_shapes() -> None:
