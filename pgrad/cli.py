@@ -695,6 +695,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     warnings.filterwarnings("ignore", category=UserWarning, module="gymnasium")
+    # torch warns about a foreign file's pickle protocol just before the safe loader refuses
+    # the file; the refusal is the one line to print.
+    warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
     from pgrad import checkpoint as ckpt
     from pgrad.errors import EnvError
 

@@ -1,10 +1,12 @@
-"""Shared test helpers: running the CLI in a subprocess and reading TensorBoard scalars back."""
+"""Shared test helpers: running the CLI in a subprocess, polling, reading TensorBoard scalars."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -15,18 +17,21 @@ def pgrad_cmd(*args: str) -> list[str]:
 
 
 def pgrad(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     return subprocess.run(
-        pgrad_cmd(*args), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+        pgrad_cmd(*args),
+        cwd=cwd,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
 def popen_pgrad(*args: str, cwd: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     return subprocess.Popen(
         pgrad_cmd(*args),
         cwd=cwd,
-        env=env,
+        env=dict(os.environ),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -45,6 +50,39 @@ def pgrad_main(capsys, *args: str) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(["pgrad", *args], code, out, err)
 
 
+def wait_for(
+    condition: Callable[[], object],
+    what: str,
+    timeout: float = 120,
+    proc: subprocess.Popen | None = None,
+) -> None:
+    """Poll ``condition`` until it is true; fail naming ``what`` on timeout or if ``proc`` ends.
+
+    A process that exits before the condition holds fails at once, with its output.
+    """
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc is not None and proc.poll() is not None:
+            out, err = proc.communicate()
+            raise AssertionError(f"process exited ({proc.returncode}) before {what}:\n{out}\n{err}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def run_dir_of(result: subprocess.CompletedProcess, cwd: Path) -> Path:
+    """The run directory that ``pgrad train`` names on its last line of stdout."""
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("run directory: "), result.stdout
+    return cwd / last.removeprefix("run directory: ")
+
+
+def assert_no_runs(cwd: Path) -> None:
+    """Nothing was written under ``cwd/runs``."""
+    runs = cwd / "runs"
+    assert not runs.exists() or not any(runs.iterdir()), sorted(runs.rglob("*"))
+
+
 def assert_clean_error(result: subprocess.CompletedProcess, fragment: str, code: int = 2) -> None:
     assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
     lines = result.stderr.strip().splitlines()
@@ -54,7 +92,11 @@ def assert_clean_error(result: subprocess.CompletedProcess, fragment: str, code:
 
 
 def all_scalars(run_dir: Path, skip: tuple[str, ...] = ("charts/SPS",)) -> dict[str, list]:
-    """Every scalar tag of a run as ``{tag: [(step, value), ...]}`` (timing tags skipped)."""
+    """Every scalar tag of a run as ``{tag: [(step, value), ...]}`` (timing tags skipped).
+
+    TensorBoard's reader applies purges: a resumed run's ``purge_step`` drops the points that
+    the earlier run wrote at or after it.
+    """
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
