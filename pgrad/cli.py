@@ -395,11 +395,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
     if args.episodes < 1:
         raise UsageError(f"--episodes must be >= 1, got {args.episodes}")
-    try:
-        config = Config.from_dict(state["config"])
-    except (KeyError, TypeError, ValueError) as err:
-        raise ckpt.CheckpointError(f"checkpoint has no valid config: {err}") from None
-    _check_memory(cls, config, train=False, episodes=args.episodes)
     if args.video:
         from pgrad.video import check_available
 
@@ -416,6 +411,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             f"{err}; the run was trained by agent {state.get('agent_name')!r}, "
             "unknown here: pass --agent path/file.py:Class"
         ) from None
+    _check_memory(type(agent), agent.config, train=False, episodes=args.episodes)
     result = agent.evaluate(args.episodes, deterministic=not args.stochastic, seed=args.seed)
     if args.video:
         from pgrad.video import record
