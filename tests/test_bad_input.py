@@ -39,6 +39,7 @@ BAD_INVOCATIONS = [
     (["train", "--agent", "broken.py:Agent"], "cannot import broken.py: SyntaxError"),
     (["train", "Pendulum-v1", "--agent", "cartpole"], "made for Discrete actions"),
     (["train", "CartPole-v1", "--agent", "pendulum"], "made for Box actions"),
+    (["train", "CartPole-v1", "--agent", "pendulum", "--logdir", "new/logs"], "made for Box"),
     (["train", "--set", "learning_rate"], "key=value"),
     (["train", "--set", "=3"], "key=value"),
     (["train", "--set", "no_such_key=1"], "unknown config key"),
@@ -105,6 +106,7 @@ BAD_INVOCATIONS = [
     (["plot", "run", "-o", ""], "expected a path"),
     (["plot", "run", "-o", "newdir/"], "names a directory"),
     (["plot", "run", "-o", "afile/curves.png"], "cannot create output directory"),
+    (["plot", "run", "-o", f"{LONG}.png"], "File name too long"),
     (["nosuchcommand"], "invalid choice"),
 ]
 
