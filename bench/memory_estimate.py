@@ -74,15 +74,17 @@ def measure(env_id: str, overrides: dict) -> dict:
         num_envs=episodes if evaluate else None,
     )
     before = rss_bytes()
-    agent = Agent(config, run_dir=Path(tempfile.mkdtemp()), quiet=True)
-    built = rss_bytes()
-    workers = getattr(agent.envs.unwrapped, "processes", [])
-    children = sum(pss_bytes(p.pid) for p in workers)
-    if evaluate:
-        agent.evaluate(episodes)
-    else:
-        agent.collect()  # warms the step loop's kernels before the measured update
-        agent.train(agent.global_step + 1)
+    with tempfile.TemporaryDirectory() as run_dir:
+        agent = Agent(config, run_dir=Path(run_dir), quiet=True)
+        built = rss_bytes()
+        workers = getattr(agent.envs.unwrapped, "processes", [])
+        children = sum(pss_bytes(p.pid) for p in workers)
+        if evaluate:
+            agent.evaluate(episodes)
+        else:
+            agent.collect()  # warms the step loop's kernels before the measured update
+            agent.train(agent.global_step + 1)
+        agent.envs.close()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return {
         "build": built - before + children,

@@ -556,7 +556,9 @@ def main(argv: list[str] | None = None) -> int:
         return commands[args.command](args)
     try:
         return commands[args.command](args)
-    except (UsageError, EnvError, ckpt.CheckpointError, ValueError, TypeError) as err:
+    except UsageError as err:  # ours: quotes what the user gave, newlines included
+        _fail(str(err))
+    except (EnvError, ckpt.CheckpointError, ValueError, TypeError) as err:
         _fail(first_line(err))
     except OSError as err:  # a path the user gave: missing, not a folder, too long, read-only
         _fail(
