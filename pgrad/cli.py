@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -468,7 +469,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
         output = output.with_name(output.name + ".png")
     _check_image_format(output)
     _check_creatable(output.parent, "output directory")
-    out = plot_runs([Path(d) for d in args.run_dirs], output, args.tag)
+    with _removed_on_failure(output.parent):  # a file name too long fails only at savefig
+        out = plot_runs([Path(d) for d in args.run_dirs], output, args.tag)
     print(f"wrote {out}")
     return 0
 
@@ -492,6 +494,19 @@ def _check_creatable(folder: Path, what: str) -> None:
                 path.rmdir()
     if not missing and not os.access(folder, os.W_OK | os.X_OK):
         raise UsageError(f"{what} {folder} is not writable")
+
+
+@contextlib.contextmanager
+def _removed_on_failure(folder: Path) -> Iterator[None]:
+    """Remove the folders up to ``folder`` that the block created, if it raises."""
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        yield
+    except BaseException:
+        for path in missing:  # deepest first; a folder something was written to stays
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        raise
 
 
 def _check_image_format(output: Path) -> None:

@@ -107,6 +107,7 @@ BAD_INVOCATIONS = [
     (["plot", "run", "-o", "newdir/"], "names a directory"),
     (["plot", "run", "-o", "afile/curves.png"], "cannot create output directory"),
     (["plot", "run", "-o", f"{LONG}.png"], "File name too long"),
+    (["plot", "run", "-o", f"new/{LONG}"], "File name too long"),
     (["nosuchcommand"], "invalid choice"),
     (["list", "two\nlines\x1e"], "unrecognized arguments: two\\nlines\\x1e"),
     (["eval", "no\nrun"], "no\\nrun does not exist"),
