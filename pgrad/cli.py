@@ -7,6 +7,7 @@ environment, a malformed flag, a bad checkpoint) becomes one line on stderr and 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.util
 import json
@@ -14,10 +15,11 @@ import os
 import re
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
-from pgrad.config import Config, field_docs
+from pgrad.config import SEED_MAX, Config, check_seed, field_docs, parse_int
 from pgrad.errors import UsageError, first_line
 
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
@@ -31,8 +33,20 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    print(f"pgrad: error: {message}", file=sys.stderr)
+    print(f"pgrad: error: {one_line(message)}", file=sys.stderr)
     raise SystemExit(code)
+
+
+def one_line(text: str) -> str:
+    """``text`` with every unprintable character escaped (``\\n``, ``\\x1e``, ``\\udcff``).
+
+    An argument may carry a newline or a control character, and a message quoting it must
+    still be one line of plain text.
+    """
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii")
+        for c in text
+    )
 
 
 def _config_help() -> str:
@@ -89,7 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="parallel environments (default: the agent's)",
     )
-    train.add_argument("--seed", type=_int_arg, default=None, help="random seed (default: 1)")
+    train.add_argument(
+        "--seed", type=_seed_arg, default=None, help=f"random seed in [0, {SEED_MAX}] (default: 1)"
+    )
     train.add_argument(
         "--device",
         default=None,
@@ -109,12 +125,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="join this Ray cluster (default: start a local one)",
     )
     train.add_argument(
-        "--logdir", default="runs", help="root folder of run directories (default: runs)"
+        "--logdir",
+        type=_path_arg,
+        default="runs",
+        help="root folder of run directories (default: runs)",
     )
     train.add_argument(
         "--run-name",
+        type=_run_name_arg,
         default=None,
-        help="run directory name under --logdir (default: <env>__<agent>__<seed>__<time>)",
+        help="run directory name under --logdir, one path component "
+        "(default: <env>__<agent>__<seed>__<time>)",
     )
     train.add_argument(
         "--set",
@@ -155,9 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--deterministic", action="store_true", help="take the most likely action")
     ev.add_argument(
         "--seed",
-        type=_int_arg,
+        type=_seed_arg,
         default=None,
-        help="seed of the evaluation episodes (default: the run's seed + 10000)",
+        help=f"seed of the evaluation episodes, in [0, {SEED_MAX}] "
+        "(default: the run's seed + 10000)",
     )
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.add_argument(
@@ -167,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument(
         "--video",
+        type=_path_arg,
         default=None,
         metavar="DIR",
         help="also record up to 3 episodes as MP4 files in DIR (needs pgrad[video])",
@@ -183,7 +206,13 @@ def build_parser() -> argparse.ArgumentParser:
         "config keys that differ between them. An unreadable run is left out with a warning.",
     )
     plot.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
-    plot.add_argument("-o", "--output", default="curves.png", help="PNG file (default: curves.png)")
+    plot.add_argument(
+        "-o",
+        "--output",
+        type=_path_arg,
+        default="curves.png",
+        help="image file, PNG unless its suffix names another format (default: curves.png)",
+    )
     plot.add_argument(
         "--tag",
         default="charts/episodic_return",
@@ -314,12 +343,39 @@ def _env_kwargs(items: list[str]) -> dict[str, Any]:
 
 def _int_arg(text: str) -> int:
     try:
-        value = float(text.replace("_", ""))
+        return parse_int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if not value.is_integer():
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
-    return int(value)
+
+
+def _seed_arg(text: str) -> int:
+    seed = _int_arg(text)
+    try:
+        check_seed(seed)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return seed
+
+
+def _path_arg(text: str) -> str:
+    """A path that TensorBoard, matplotlib and the video writer can all open."""
+    try:
+        text.encode("utf-8")  # bytes that are not UTF-8 arrive as lone surrogates
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError(f"path {text!r} is not valid UTF-8") from None
+    if not text:
+        raise argparse.ArgumentTypeError("expected a path, got an empty string")
+    return text
+
+
+def _run_name_arg(text: str) -> str:
+    """One path component: the run directory must be a child of --logdir."""
+    separators = {os.sep, os.altsep} - {None}
+    if text in ("", ".", "..") or any(sep in text for sep in separators):
+        raise argparse.ArgumentTypeError(
+            f"must be one directory name (not empty, '.' or '..', no '/'), got {text!r}"
+        )
+    return _path_arg(text)
 
 
 # -- agents -------------------------------------------------------------------------------------
@@ -386,16 +442,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.env_kwargs:
         changes["env_kwargs"] = {**config.env_kwargs, **_env_kwargs(args.env_kwargs)}
     config = config.replace(**changes)
+    _check_memory(cls, config, episodes=config.eval_episodes)
+    _check_creatable(Path(args.logdir), "log directory")
     run_dir = (
         Path(args.logdir) / args.run_name
-        if args.run_name
+        if args.run_name is not None
         else default_run_dir(config.env_id, cls.name, config.seed, args.logdir)
     )
-    if run_dir.exists() and any(run_dir.iterdir()):
+    _check_creatable(run_dir, "run directory")
+    if run_dir.is_dir() and any(run_dir.iterdir()):
         raise UsageError(
             f"run directory {run_dir} already exists; use --resume {run_dir} or another --run-name"
         )
-    _check_writable(Path(args.logdir))
     agent = cls(config, run_dir=run_dir, quiet=args.quiet)
     return _train_and_report(agent, config.total_steps, args.quiet)
 
@@ -443,6 +501,11 @@ def _resume(args: argparse.Namespace) -> int:
             "learning-rate and entropy schedules now end at the new total",
             file=sys.stderr,
         )
+    try:
+        config = Config.from_dict(state["config"]).replace(**overrides)
+    except (KeyError, TypeError, ValueError) as err:
+        raise ckpt.CheckpointError(f"checkpoint has no valid config: {err}") from None
+    _check_memory(cls, config, episodes=config.eval_episodes)
     agent = cls.resume(run_dir, **overrides)
     agent.quiet = args.quiet
     return _train_and_report(agent, total, args.quiet)
@@ -505,6 +568,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         from pgrad.video import check_available
 
         check_available()
+        # the recorder resolves '..' by the name, as normpath does, not by the folders there
+        args.video = os.path.normpath(args.video)
+        _check_creatable(Path(args.video), "video directory")
     try:
         agent = cls.for_evaluation(state)
     except EnvError as err:
@@ -516,6 +582,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             f"{err}; the run was trained by agent {state.get('agent_name')!r}, "
             f"unknown here: pass --agent {where}"
         ) from None
+    _check_memory(type(agent), agent.config, train=False, episodes=args.episodes)
     deterministic = (
         agent.config.eval_deterministic
         if not (args.stochastic or args.deterministic)
@@ -573,9 +640,17 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from pgrad.plot import plot_runs
 
-    out, skipped = plot_runs(
-        [Path(d) for d in args.run_dirs], Path(args.output), args.tag, args.smooth, args.ci
-    )
+    output = Path(args.output)
+    if output.is_dir() or args.output.endswith(("/", os.sep)):
+        raise UsageError(f"--output {args.output} names a directory, not an image file")
+    if not output.suffix:  # matplotlib would add it: name the file it writes
+        output = output.with_name(output.name + ".png")
+    _check_image_format(output)
+    _check_creatable(output.parent, "output directory")
+    with _removed_on_failure(output.parent):  # a file name too long fails only at savefig
+        out, skipped = plot_runs(
+            [Path(d) for d in args.run_dirs], output, args.tag, args.smooth, args.ci
+        )
     for _, why in skipped:
         print(f"pgrad: warning: {why}; left out of the plot", file=sys.stderr)
     print(f"wrote {out}")
@@ -641,7 +716,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     )
     # folders this command creates, removed again if the study cannot be opened
     created = [d for d in (logdir, settings.study_dir) if not d.exists()]
-    _check_writable(logdir)
+    _check_creatable(logdir, "log directory")
     settings.study_dir.mkdir(parents=True, exist_ok=True)
     try:
         print(
@@ -679,13 +754,85 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_writable(folder: Path) -> None:
+def _check_creatable(folder: Path, what: str) -> None:
+    """Raise ``UsageError`` unless ``folder`` exists as a writable directory or can be created.
+
+    Missing folders are created to let the system answer (name too long, a file in the way, no
+    permission, read-only disk) and removed again: refused input leaves nothing behind, and the
+    command creates them for real once everything else was checked.
+    """
+    missing: list[Path] = []
     try:
+        missing = [p for p in (folder, *folder.parents) if not p.exists()]
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise UsageError(f"cannot create log directory {folder}: {err.strerror}") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise UsageError(f"log directory {folder} is not writable")
+        raise UsageError(f"cannot create {what} {folder}: {err.strerror}") from None
+    finally:
+        for path in missing:  # deepest first
+            with contextlib.suppress(OSError):
+                path.rmdir()
+    if not missing and not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"{what} {folder} is not writable")
+
+
+@contextlib.contextmanager
+def _removed_on_failure(folder: Path) -> Iterator[None]:
+    """Remove the folders up to ``folder`` that the block created, if it raises."""
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        yield
+    except BaseException:
+        for path in missing:  # deepest first; a folder something was written to stays
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        raise
+
+
+def _check_image_format(output: Path) -> None:
+    """Raise ``UsageError`` unless matplotlib can write ``output``'s suffix (none: PNG)."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    suffix = output.suffix[1:].lower()
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if suffix and suffix not in formats:
+        raise UsageError(f"cannot write .{suffix} images; use one of: {', '.join(sorted(formats))}")
+
+
+def _check_memory(cls: type, config: Config, train: bool = True, episodes: int = 0) -> None:
+    """Refuse training ``config`` and evaluating ``episodes`` when either cannot fit in memory.
+
+    Makes one environment to learn its spaces and size. A large run that fits is announced on
+    stderr, since building and stepping it takes a while.
+    """
+    from pgrad.agent import Agent
+    from pgrad.envs_util import EnvError, probe_env
+    from pgrad.memory import (
+        LARGE_BYTES,
+        LARGE_NUM_ENVS,
+        available_memory,
+        check_memory,
+        estimate_memory,
+        format_bytes,
+    )
+
+    try:
+        footprint = probe_env(config.env_id, config.max_episode_steps)
+    except EnvError:
+        if cls.make_env is Agent.make_env:
+            raise
+        return  # the agent makes its environments its own way: it may know this id
+    available = available_memory()
+    checks = [(estimate_memory(config, footprint), "building", None)] if train else []
+    if episodes:  # evaluation makes one environment per episode
+        estimate = estimate_memory(config, footprint, learner=False, num_envs=episodes)
+        advice = "lower --episodes" if not train else "lower eval_episodes"
+        checks.append((estimate, "evaluating on", advice))
+    for estimate, _, advice in checks:
+        check_memory(estimate, available, advice)
+    for estimate, doing, _ in checks:
+        if estimate.total >= LARGE_BYTES or estimate.num_envs >= LARGE_NUM_ENVS:
+            share = f" of the {format_bytes(available)} available" if available else ""
+            print(f"pgrad: {doing} {estimate.describe()}{share}", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -713,10 +860,16 @@ def main(argv: list[str] | None = None) -> int:
         return commands[args.command](args)
     try:
         return commands[args.command](args)
-    except (UsageError, EnvError, ckpt.CheckpointError, ValueError, TypeError) as err:
+    except UsageError as err:  # ours: quotes what the user gave, newlines included
+        _fail(str(err))
+    except (EnvError, ckpt.CheckpointError, ValueError, TypeError) as err:
         _fail(first_line(err))
-    except (PermissionError, FileNotFoundError, IsADirectoryError) as err:
-        _fail(f"{err.strerror}: {err.filename}" if err.filename else str(err))
+    except OSError as err:  # a path the user gave: missing, not a folder, too long, read-only
+        _fail(
+            f"{err.strerror}: {err.filename}" if err.strerror and err.filename else first_line(err)
+        )
+    except MemoryError:
+        _fail("out of memory; lower num_envs, num_steps, max_episode_steps or hidden")
     except KeyboardInterrupt:
         print("pgrad: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

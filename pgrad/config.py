@@ -26,6 +26,12 @@ ROLLOUTS = ("episodes", "steps")
 VECTORIZATION = ("auto", "sync", "async", "vector_entry_point")
 ACTIVATIONS = ("tanh", "relu")
 OPTIMIZERS = ("adam", "rmsprop")
+SEED_MAX = 2**32 - 1
+"""The largest seed: numpy's legacy seeding takes ``[0, 2**32)``; torch and Gymnasium take more,
+but pgrad derives environment seeds from the low 32 bits, so larger seeds would repeat smaller
+ones."""
+MAX_TORCH_THREADS = 1024
+"""More intra-op threads than this is a typo, not a machine: OpenMP would try to start them all."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,7 @@ class Config:
     vectorization: str = "auto"
     """Vector env kind: auto (numpy-vectorised where the env has one, else sync), sync, async or vector_entry_point."""
     seed: int = 1
-    """Seed for Python, numpy, torch and every environment reset."""
+    """Seed for Python, numpy, torch and every environment reset, in [0, 4294967295]."""
     device: str = "auto"
     """Torch device: auto (cuda when available), cpu, cuda, cuda:N or mps."""
     torch_threads: int = 1
@@ -175,8 +181,11 @@ class Config:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        if self.seed < 0:
-            raise ValueError(f"seed must be >= 0, got {self.seed}")
+        check_seed(self.seed)
+        if self.torch_threads > MAX_TORCH_THREADS:
+            raise ValueError(
+                f"torch_threads must be <= {MAX_TORCH_THREADS}, got {self.torch_threads}"
+            )
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         for name in ("learning_rate_final", "ent_coef_final"):
@@ -321,10 +330,7 @@ def parse_value(kind: Any, raw: str, key: str) -> Any:
                 return False
             raise ValueError
         if kind is int:
-            value = float(raw.replace("_", ""))
-            if not value.is_integer():
-                raise ValueError
-            return int(value)
+            return parse_int(raw)
         if kind is float:
             value = float(raw)
             if not math.isfinite(value):
@@ -351,6 +357,36 @@ def _optional(kind: Any) -> Any:
         if len(args) == 1 and len(typing.get_args(kind)) == 2:
             return args[0]
     return None
+
+
+def parse_int(raw: str) -> int:
+    """An integer written as digits (``1_000`` too) or as a whole float (``1e6``), exactly.
+
+    Digits are parsed as an integer, not through a float, so a large value keeps its digits and
+    an error message can quote it as given.
+
+    Raises:
+        ValueError: anything else (``2.5``, ``inf``, ``nan``, words).
+    """
+    text = raw.strip().replace("_", "")
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    value = float(text)  # raises ValueError for words
+    if not value.is_integer():
+        raise ValueError(f"not an integer: {raw!r}")
+    return int(value)
+
+
+def check_seed(seed: int, name: str = "seed") -> None:
+    """Raise ``ValueError`` unless ``0 <= seed <= SEED_MAX`` (the range every seeded RNG takes).
+
+    Raises:
+        ValueError: the message names ``name``, the range and the value.
+    """
+    if not 0 <= seed <= SEED_MAX:
+        raise ValueError(f"{name} must be an integer in [0, {SEED_MAX}] (2**32 - 1), got {seed}")
 
 
 def _check_types(config: Config) -> None:

@@ -7,14 +7,17 @@ import importlib
 import os
 import random
 import sys
+import tracemalloc
 
 import gymnasium as gym
 import numpy as np
 import torch
+from gymnasium import spaces
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
 
 from pgrad.config import Config
 from pgrad.errors import EnvError, first_line
+from pgrad.memory import EnvFootprint, check_env_objects
 
 
 def find_spec(env_id: str) -> gym.envs.registration.EnvSpec:
@@ -89,6 +92,9 @@ def make_vector_env(
         mode = "vector_entry_point" if spec.vector_entry_point is not None else "sync"
     if mode == "vector_entry_point" and spec.vector_entry_point is None:
         raise EnvError(f"{env_id} has no numpy-vectorised form; use vectorization=sync or async")
+    # a cheap bound before building: a Python object (or a process) per sub-environment can
+    # outgrow memory while Gymnasium builds them, long before the first rollout
+    check_env_objects(env_id, num_envs, mode)
     vector_kwargs = (
         {} if mode == "vector_entry_point" else {"autoreset_mode": AutoresetMode.NEXT_STEP}
     )
@@ -154,6 +160,50 @@ def episode_seeds(envs: VectorEnv, config: Config, update: int) -> int | list[in
         return derive_seed(config.seed, update)
     per_group = config.group_size if config.grouped else 1
     return [derive_seed(config.seed, update, i // per_group) for i in range(config.num_envs)]
+
+
+def probe_env(env_id: str, max_episode_steps: int = 0) -> EnvFootprint:
+    """Spaces, time limit and the measured size of one ``env_id`` environment.
+
+    Makes the environment twice: the first ``gym.make`` imports its modules and fills caches,
+    the second is measured with ``tracemalloc`` (allocations through Python's allocator; memory
+    a C extension allocates itself, a physics engine's or an emulator's, is not seen).
+
+    Raises:
+        EnvError: unknown id, or an environment that cannot be made.
+    """
+    spec = copy.deepcopy(find_spec(env_id))
+    if max_episode_steps > 0:
+        spec.max_episode_steps = max_episode_steps
+    try:
+        env = gym.make(spec)
+        env.close()
+        already_tracing = tracemalloc.is_tracing()
+        if not already_tracing:
+            tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        try:
+            env = gym.make(spec)
+            env.reset(seed=0)
+            env_bytes = max(tracemalloc.get_traced_memory()[0] - before, 0)
+        finally:
+            if not already_tracing:
+                tracemalloc.stop()
+        obs_space, action_space = env.observation_space, env.action_space
+        env.close()
+    except EnvError:
+        raise
+    except Exception as err:
+        raise EnvError(f"cannot make {env_id}: {first_line(err)}") from None
+    if isinstance(obs_space, spaces.Dict | spaces.Tuple):
+        obs_space = spaces.flatten_space(obs_space)  # as make_vector_env flattens them
+    return EnvFootprint(
+        observation_space=obs_space,
+        action_space=action_space,
+        max_episode_steps=spec.max_episode_steps,
+        env_bytes=env_bytes,
+        vectorized=spec.vector_entry_point is not None,
+    )
 
 
 def accepts_seed_list(envs: VectorEnv) -> bool:
