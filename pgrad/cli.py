@@ -684,6 +684,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     ):
         if value < 1:
             raise UsageError(f"{flag} must be >= 1, got {value}")
+    check_seed(args.seed, "--seed")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", args.study):
         raise UsageError(
             f"--study must be a plain name (letters, digits, . _ -), got {args.study!r}"

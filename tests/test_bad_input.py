@@ -375,6 +375,33 @@ COMMANDS: dict[str, tuple[st.SearchStrategy[list[str]], Callable[[list[str]], li
         lambda argv: [last_value(argv, "-o", "curves.png"), last_value(argv, "-o", "") + ".png"],
     ),
     "list": (st.lists(junk, max_size=2).map(lambda extra: ["list", *extra]), lambda argv: []),
+    "compare": (
+        command_lines(
+            "compare",
+            Flag("RUN_GLOB_A", st.just("run"), bad_path),
+            [
+                Flag("--tag", st.just("losses/entropy"), junk),
+                Flag("--last", st.integers(1, 5).map(str), bad_numbers),
+            ],
+            ["run*"],  # one set against itself: refused in one line, or both sets apart
+        ),
+        lambda argv: [],
+    ),
+    "tune": (
+        command_lines(
+            "tune",
+            Flag("ENV_ID", st.just("pgrad/Bandit-v0"), junk),
+            [
+                Flag("--seed", good_seed, bad_seed),
+                Flag("--logdir", good_path, bad_path),
+                Flag("--trials", None, not_positive),
+                Flag("--storage", None, junk),
+                Flag("--space", None, bad_path),
+            ],
+            ["--study", "s", "--trials", "1", "--steps-per-trial", "64", "--evals", "1"],
+        ),
+        lambda argv: [last_value(argv, "--logdir", "runs"), "s_tuned.py"],
+    ),
 }
 """Each subcommand's generated command lines; a new subcommand is one more entry."""
 
