@@ -71,7 +71,8 @@ def test_train_help_lists_every_config_field_with_its_docstring(tmp_path):
     names = [field.name for field in dataclasses.fields(Config)]
     assert sorted(docs) == sorted(names), "every Config field must carry a docstring"
     for field in dataclasses.fields(Config):
-        default = field.default
+        default = field.default if field.default_factory is dataclasses.MISSING else Config()
+        default = getattr(default, field.name) if isinstance(default, Config) else default
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else str(default)
         entry = " ".join(f"{field.name} = {shown} {docs[field.name]}".split())
         assert entry in folded, f"{field.name}: {entry!r} not in pgrad train --help"
