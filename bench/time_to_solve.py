@@ -16,7 +16,8 @@ Pendulum-v1 (solved at -200) is not in the default run: its learners need minute
 Against SB3 A2C only (rl-zoo's tuned settings; Tianshou's REINFORCE is discrete-only here).
 Acrobot-v1 and Pendulum-v1 also run pgrad's preset on Gymnasium's sync vector env
 (``vectorization=sync``) besides pgrad's numpy-vectorised one (the default), to show what the
-latter buys, and Acrobot-v1 its preset at the A2C defaults' 16 envs x 16 steps.
+latter buys, and each preset at the sizes it had before (Acrobot 16 envs x 16 steps, Pendulum
+16 x 8).
 
 Usage::
 
@@ -61,11 +62,15 @@ def learners(env_id: str) -> list[tuple[str, dict[str, Any]]]:
                 {"library": "pgrad", "agent": name, "vectorization": "sync"},
             )
         )
-    if env_id == "Acrobot-v1":  # the A2C defaults' sizes, which the preset had before
+    # the sizes the presets had before their environments stepped as numpy arrays
+    former = {"Acrobot-v1": (16, 16), "Pendulum-v1": (16, 8)}
+    if env_id in former:
+        name = PRESETS[env_id].name
+        envs, steps = former[env_id]
         rows.append(
             (
-                "pgrad `acrobot` preset at 16 envs x 16 steps",
-                {"library": "pgrad", "agent": "acrobot", "num_envs": 16, "num_steps": 16},
+                f"pgrad `{name}` preset at {envs} envs x {steps} steps",
+                {"library": "pgrad", "agent": name, "num_envs": envs, "num_steps": steps},
             )
         )
     rows.append(("SB3 A2C (rl-zoo)", {"library": "sb3", "algo": "a2c"}))
