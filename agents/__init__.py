@@ -9,13 +9,13 @@ from pgrad.agent import Agent
 from pgrad.agents.acrobot import Acrobot
 from pgrad.agents.bandit import Bandit
 from pgrad.agents.cartpole import CartPole, CartPoleFast
-from pgrad.agents.generic import A2C, Reinforce
+from pgrad.agents.generic import A2C, PPO, Reinforce
 from pgrad.agents.lunar_lander import LunarLander
 from pgrad.agents.pendulum import Pendulum
 from pgrad.agents.pixel_grid import PixelGrid
 from pgrad.agents.short_corridor import ShortCorridor
 
-GENERIC: dict[str, type[Agent]] = {"reinforce": Reinforce, "a2c": A2C}
+GENERIC: dict[str, type[Agent]] = {"reinforce": Reinforce, "a2c": A2C, "ppo": PPO}
 PRESETS: dict[str, type[Agent]] = {
     cls.env_id: cls  # type: ignore[misc]
     for cls in (CartPole, Acrobot, LunarLander, Pendulum, ShortCorridor, Bandit, PixelGrid)

@@ -2,18 +2,20 @@
 
 The math (pure functions of tensors): ``discounted_returns``, ``gae``, the baselines, the losses
 and the gradient estimators for non-differentiable operations. The agents: ``Agent`` and the
-ready ``Reinforce`` and ``A2C``, with presets per environment in ``pgrad.agents``.
+ready ``Reinforce``, ``A2C`` and ``PPO``, with presets per environment in ``pgrad.agents``.
 """
 
 from pgrad import envs as _register_envs  # noqa: F401  (registers pgrad/... environments)
 from pgrad.agent import Agent
-from pgrad.agents.generic import A2C, Reinforce
+from pgrad.agents.generic import A2C, PPO, Reinforce
 from pgrad.baselines import EMABaseline, group_normalize, leave_one_out
 from pgrad.config import Config
 from pgrad.errors import TrainingError
 from pgrad.estimators import gumbel_softmax, round_ste, score_function, sign_ste
 from pgrad.losses import (
     LossParts,
+    clipped_surrogate_loss,
+    clipped_value_loss,
     entropy_bonus,
     explained_variance,
     normalize_advantages,
@@ -35,12 +37,15 @@ __all__ = [
     "Config",
     "EMABaseline",
     "LossParts",
+    "PPO",
     "Policy",
     "Reinforce",
     "Rollout",
     "TrainingError",
     "ValueFunction",
     "__version__",
+    "clipped_surrogate_loss",
+    "clipped_value_loss",
     "discounted_returns",
     "entropy_bonus",
     "explained_variance",
