@@ -59,37 +59,48 @@ class PPOAlgorithm(ReinforceAlgorithm):
 
     @torch.no_grad()
     def prepare(self, rollout: Rollout) -> Batch:
+        """Advantages, value targets, ``V_old`` and ``log pi_old`` of the rollout's real steps.
+
+        Returns a flat batch ``[M]`` of the ``M`` real transitions in time-major order: the
+        dead steps of next-step autoreset (``mask`` False) carry no gradient, so they are
+        dropped here once rather than masked in every one of the update's many minibatches,
+        and a minibatch of 64 holds 64 samples.
+        """
         batch = self.estimate(rollout)  # values V_old(s_t), returns R_t, advantages A_t
-        batch.old_log_probs = self.policy(batch.obs).log_prob(batch.actions)
         # before normalisation, which happens per minibatch: the advantages' own scale
         batch.stats.update(advantage_stats(batch.advantages, batch.mask))
+        flat = batch.flatten()
+        batch = flat[flat.mask.nonzero().squeeze(-1)]
+        batch.old_log_probs = self.policy(batch.obs).log_prob(batch.actions)
         return batch
 
     def loss(self, batch: Batch, entropy_coef: float) -> LossParts:
         c = self.config
         if batch.old_log_probs is None:
             raise ValueError("PPO's loss needs batch.old_log_probs: build the batch with prepare")
+        # prepare's batches hold real transitions only; a plain mean is then the masked one
+        mask = None if bool(batch.mask.all()) else batch.mask
         dist = self.policy(batch.obs)
         log_prob = dist.log_prob(batch.actions)
         advantages = batch.advantages
         if c.normalize_advantages:
-            advantages = normalize_advantages(advantages, batch.mask)
+            advantages = normalize_advantages(advantages, mask)
         policy = clipped_surrogate_loss(
-            log_prob, batch.old_log_probs, advantages, c.clip_coef, batch.mask
+            log_prob, batch.old_log_probs, advantages, c.clip_coef, mask
         )
-        entropy = entropy_bonus(dist, log_prob, batch.mask)
+        entropy = entropy_bonus(dist, log_prob, mask)
         total = policy - entropy_coef * entropy
         value = None
         if self.critic is not None:
             values = self.critic(batch.obs)
             if c.clip_value is None:
-                value = value_loss(values, batch.returns, batch.mask)
+                value = value_loss(values, batch.returns, mask)
             else:
                 value = clipped_value_loss(
-                    values, batch.old_values, batch.returns, c.clip_value, batch.mask
+                    values, batch.old_values, batch.returns, c.clip_value, mask
                 )
             total = total + c.vf_coef * value
-        extras = ratio_diagnostics(log_prob, batch.old_log_probs, c.clip_coef, batch.mask)
+        extras = ratio_diagnostics(log_prob, batch.old_log_probs, c.clip_coef, mask)
         return LossParts(total=total, policy=policy, entropy=entropy, value=value, extras=extras)
 
     def stop_epochs(self, parts: list[LossParts]) -> bool:
@@ -103,7 +114,7 @@ class PPOAlgorithm(ReinforceAlgorithm):
 
 @torch.no_grad()
 def ratio_diagnostics(
-    log_prob: Tensor, old_log_prob: Tensor, clip_coef: float, mask: Tensor
+    log_prob: Tensor, old_log_prob: Tensor, clip_coef: float, mask: Tensor | None = None
 ) -> dict[str, Tensor]:
     """How far ``pi_theta`` is from ``pi_old`` on a minibatch, over its masked entries ``[*B]``.
 
@@ -112,7 +123,9 @@ def ratio_diagnostics(
         (share of ``|r - 1| > clip_coef``), ``diagnostics/ratio_mean``, ``diagnostics/ratio_max``;
         zeros (and a ratio of 1) when nothing is masked in.
     """
-    log_ratio = (log_prob - old_log_prob)[mask.bool()]
+    log_ratio = log_prob - old_log_prob
+    if mask is not None:
+        log_ratio = log_ratio[mask.bool()]
     if log_ratio.numel() == 0:
         zero, one = log_prob.new_zeros(()), log_prob.new_ones(())
         return {
