@@ -11,6 +11,7 @@ from pgrad.agents.bandit import Bandit
 from pgrad.agents.cartpole import CartPole, CartPoleFast
 from pgrad.agents.generic import A2C, PPO, Reinforce
 from pgrad.agents.lunar_lander import LunarLander
+from pgrad.agents.mujoco import HalfCheetah, Hopper, Walker2d
 from pgrad.agents.pendulum import Pendulum
 from pgrad.agents.pixel_grid import PixelGrid
 from pgrad.agents.short_corridor import ShortCorridor
@@ -18,7 +19,18 @@ from pgrad.agents.short_corridor import ShortCorridor
 GENERIC: dict[str, type[Agent]] = {"reinforce": Reinforce, "a2c": A2C, "ppo": PPO}
 PRESETS: dict[str, type[Agent]] = {
     cls.env_id: cls  # type: ignore[misc]
-    for cls in (CartPole, Acrobot, LunarLander, Pendulum, ShortCorridor, Bandit, PixelGrid)
+    for cls in (
+        CartPole,
+        Acrobot,
+        LunarLander,
+        Pendulum,
+        HalfCheetah,
+        Hopper,
+        Walker2d,
+        ShortCorridor,
+        Bandit,
+        PixelGrid,
+    )
 }
 # presets that are not their environment's default, chosen by name (pgrad train --agent NAME)
 VARIANTS: dict[str, type[Agent]] = {cls.name: cls for cls in (CartPoleFast,)}
@@ -43,9 +55,12 @@ __all__ = [
     "Bandit",
     "CartPole",
     "CartPoleFast",
+    "HalfCheetah",
+    "Hopper",
     "LunarLander",
     "Pendulum",
     "PixelGrid",
     "ShortCorridor",
+    "Walker2d",
     "preset_for",
 ]
