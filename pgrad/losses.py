@@ -119,7 +119,10 @@ def clipped_surrogate_loss(
         log_prob=log_prob, old_log_prob=old_log_prob, advantages=advantages, mask=mask
     )
     advantages = advantages.detach()
-    ratio = torch.exp(log_prob - old_log_prob.detach())
+    log_ratio = log_prob - old_log_prob.detach()
+    if mask is not None:  # before exp: a masked-out nan would give a nan gradient (0 * nan)
+        log_ratio = torch.where(_as_bool(mask, "mask"), log_ratio, 0.0)
+    ratio = torch.exp(log_ratio)
     clipped = ratio.clamp(1.0 - clip_coef, 1.0 + clip_coef)
     return -_masked_mean(torch.minimum(ratio * advantages, clipped * advantages), mask)
 
