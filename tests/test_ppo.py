@@ -192,6 +192,11 @@ def test_reward_scaler_by_hand():
     std = math.sqrt(np.var([*seen, 3.5, 5.25]) + 1e-8)
     torch.testing.assert_close(again, torch.full((1, 2), 1 / std))
     assert scaler.std == pytest.approx(std)
+    # a rollout whose next episode starts right after the end (no dead step between them, as
+    # from same-step autoreset) starts its discounted return from 0 as well
+    direct = RewardScaler(gamma=0.5)
+    direct(torch.tensor([[1.0], [2.0]]), terminated[:2, :1], truncated[:2, :1], mask[:2, 1:])
+    assert direct.mean == pytest.approx((1.0 + 2.0) / 2)  # not (1 + 2.5) / 2
     fresh = RewardScaler(gamma=0.5)
     fresh.load_state_dict(scaler.state_dict())
     assert fresh.std == scaler.std and fresh.count == 7
