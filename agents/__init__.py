@@ -10,9 +10,9 @@ from pgrad.agents.acrobot import Acrobot
 from pgrad.agents.bandit import Bandit
 from pgrad.agents.cartpole import CartPole, CartPoleFast
 from pgrad.agents.generic import A2C, PPO, Reinforce
-from pgrad.agents.lunar_lander import LunarLander
+from pgrad.agents.lunar_lander import LunarLander, LunarLanderA2C
 from pgrad.agents.mujoco import HalfCheetah, Hopper, Walker2d
-from pgrad.agents.pendulum import Pendulum
+from pgrad.agents.pendulum import Pendulum, PendulumA2C
 from pgrad.agents.pixel_grid import PixelGrid
 from pgrad.agents.short_corridor import ShortCorridor
 
@@ -33,7 +33,9 @@ PRESETS: dict[str, type[Agent]] = {
     )
 }
 # presets that are not their environment's default, chosen by name (pgrad train --agent NAME)
-VARIANTS: dict[str, type[Agent]] = {cls.name: cls for cls in (CartPoleFast,)}
+VARIANTS: dict[str, type[Agent]] = {
+    cls.name: cls for cls in (CartPoleFast, LunarLanderA2C, PendulumA2C)
+}
 AGENTS: dict[str, type[Agent]] = {
     **GENERIC,
     **{cls.name: cls for cls in PRESETS.values()},
@@ -58,7 +60,9 @@ __all__ = [
     "HalfCheetah",
     "Hopper",
     "LunarLander",
+    "LunarLanderA2C",
     "Pendulum",
+    "PendulumA2C",
     "PixelGrid",
     "ShortCorridor",
     "Walker2d",

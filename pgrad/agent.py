@@ -101,7 +101,7 @@ class Agent(Persistence):
                 kinds = " or ".join(k.__name__ for k in self.action_spaces)
                 raise EnvError(
                     f"agent {self.name} is made for {kinds} actions, but {self.config.env_id} "
-                    f"has {self.action_space}; use --agent a2c or reinforce"
+                    f"has {self.action_space}; use --agent ppo, a2c or reinforce"
                 )
             if self.config.workers > 0:  # Ray workers build their agents while this one builds
                 from pgrad.distributed import launch_workers

@@ -483,12 +483,11 @@ class LossParts:
             }
             for parts, g in steps
         ]
-        return {
-            key: max(row[key] for row in rows)
-            if key.endswith("_max")
-            else sum(row[key] for row in rows) / len(rows)
-            for key in rows[0]
-        }
+        out: dict[str, float] = {}
+        for key in dict.fromkeys(k for row in rows for k in row):  # a key from any step
+            values = [row[key] for row in rows if key in row]
+            out[key] = max(values) if key.endswith("_max") else sum(values) / len(values)
+        return out
 
 
 def _masked_mean(x: Tensor, mask: Tensor | None) -> Tensor:

@@ -142,6 +142,25 @@ def _parts(*kls: float) -> list[LossParts]:
     ]
 
 
+def test_extras_are_logged_by_tag_as_means_and_maxima():
+    def parts(policy: float, kl: float, ratio_max: float) -> LossParts:
+        t = torch.tensor
+        extras = {"diagnostics/approx_kl": t(kl), "diagnostics/ratio_max": t(ratio_max)}
+        return LossParts(t(policy), t(policy), t(0.5), extras=extras)
+
+    logged = LossParts.mean_scalars([(parts(1.0, 0.1, 1.5), 2.0), (parts(3.0, 0.3, 1.2), 4.0)])
+    assert logged == pytest.approx(
+        {
+            "losses/total_loss": 2.0,
+            "losses/policy_loss": 2.0,
+            "losses/entropy": 0.5,
+            "diagnostics/approx_kl": 0.2,
+            "diagnostics/ratio_max": 1.5,
+            "diagnostics/grad_norm": 3.0,
+        }
+    )
+
+
 def test_stop_epochs_compares_the_epochs_mean_kl_with_the_target():
     config = PPO.default_config(target_kl=0.015)
     algorithm = PPOAlgorithm(torch.nn.Identity(), None, config)
