@@ -319,6 +319,26 @@ def test_ppo_on_every_action_space(env_id, tmp_path):
     agent.envs.close()
 
 
+def test_gaussian_actions_are_clipped_at_the_environment_only(tmp_path):
+    """The environment checks that every action lies in Box(-2, 2); with std e^2 most samples
+    do not. The learner keeps the unclipped samples, whose log-probabilities the policy gave."""
+    agent = PPO(
+        env_id="pgradtest/BoxAction-v0",
+        num_envs=4,
+        num_steps=16,
+        log_std_init=2.0,
+        vectorization="sync",
+        quiet=True,
+        run_dir=tmp_path / "run",
+    )
+    rollout = agent.collect()  # an action outside the bounds would fail the env's assertion
+    assert rollout.actions.abs().max() > 2.5
+    batch = agent.prepare(rollout)
+    dist = agent.policy(batch.obs)
+    torch.testing.assert_close(dist.log_prob(batch.actions), batch.old_log_probs)
+    agent.envs.close()
+
+
 def test_ppo_never_takes_a_masked_action(tmp_path):
     from test_masks import FatalMaskEnv  # noqa: F401  (registers pgradtest/MaskFatal-v0)
 
