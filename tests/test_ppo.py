@@ -319,6 +319,25 @@ def test_ppo_on_every_action_space(env_id, tmp_path):
     agent.envs.close()
 
 
+def test_ppo_without_a_critic_on_whole_episodes(tmp_path):
+    """Any baseline works: leave-one-out over groups of whole episodes, no critic, no value loss."""
+    agent = PPO(
+        env_id="CartPole-v1",
+        rollout="episodes",
+        baseline="loo",
+        group_size=4,
+        num_envs=8,
+        num_minibatches=4,
+        update_epochs=2,
+        total_steps=500,
+        quiet=True,
+        run_dir=tmp_path / "run",
+    ).train()
+    assert agent.critic is None and agent.updates >= 1
+    assert "losses/value_loss" not in all_scalars(tmp_path / "run")
+    agent.envs.close()
+
+
 def test_gaussian_actions_are_clipped_at_the_environment_only(tmp_path):
     """The environment checks that every action lies in Box(-2, 2); with std e^2 most samples
     do not. The learner keeps the unclipped samples, whose log-probabilities the policy gave."""
