@@ -75,6 +75,28 @@ ZOO: dict[tuple[str, str], dict[str, Any]] = {
         "learning_rate": "lin_0.001",
         "clip_range": "lin_0.2",
     },
+    # rl-zoo's tuned Hopper-v3 settings, on Hopper-v5 (policy_kwargs' activation by name)
+    ("ppo", "Hopper-v5"): {
+        "normalize": True,
+        "n_envs": 1,
+        "n_timesteps": 1_000_000,
+        "batch_size": 32,
+        "n_steps": 512,
+        "gamma": 0.999,
+        "learning_rate": 9.80828e-05,
+        "ent_coef": 0.00229519,
+        "clip_range": 0.2,
+        "n_epochs": 5,
+        "gae_lambda": 0.99,
+        "max_grad_norm": 0.7,
+        "vf_coef": 0.835671,
+        "policy_kwargs": {
+            "log_std_init": -2,
+            "ortho_init": False,
+            "activation_fn": "relu",
+            "net_arch": {"pi": [256, 256], "vf": [256, 256]},
+        },
+    },
     ("ppo", "Acrobot-v1"): {
         "n_envs": 16,
         "n_timesteps": 1_000_000,
@@ -188,6 +210,13 @@ class SB3Learner:
         if hyper.pop("normalize", False):
             venv = self.normalizer = VecNormalize(venv, gamma=hyper.get("gamma", 0.99))
         hyper = {k: _zoo_schedule(v) for k, v in hyper.items()}
+        if "policy_kwargs" in hyper:
+            import torch
+
+            activations = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh}
+            kwargs = dict(hyper["policy_kwargs"])
+            kwargs["activation_fn"] = activations[kwargs.get("activation_fn", "tanh")]
+            hyper["policy_kwargs"] = kwargs
         cls = {"a2c": sb3.A2C, "ppo": sb3.PPO}[algo]
         self.model = cls("MlpPolicy", venv, seed=seed, device="cpu", verbose=0, **hyper)
 

@@ -2,7 +2,7 @@
 
 The math (pure functions of tensors): ``discounted_returns``, ``gae``, the baselines, the losses
 and the gradient estimators for non-differentiable operations. The agents: ``Agent`` and the
-ready ``Reinforce`` and ``A2C``, with presets per environment in ``pgrad.agents``.
+ready ``Reinforce``, ``A2C`` and ``PPO``, with presets per environment in ``pgrad.agents``.
 
 Names are imported on first use (PEP 562), so ``import pgrad`` and ``pgrad --help`` do not pay
 for torch; importing ``pgrad`` registers pgrad's environments with Gymnasium.
@@ -19,13 +19,15 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "pgrad.agent": ["Agent"],
-    "pgrad.agents.generic": ["A2C", "Reinforce"],
+    "pgrad.agents.generic": ["A2C", "PPO", "Reinforce"],
     "pgrad.baselines": ["EMABaseline", "group_normalize", "leave_one_out"],
     "pgrad.config": ["Config"],
     "pgrad.errors": ["TrainingError"],
     "pgrad.estimators": ["gumbel_softmax", "round_ste", "score_function", "sign_ste"],
     "pgrad.losses": [
         "LossParts",
+        "clipped_surrogate_loss",
+        "clipped_value_loss",
         "entropy_bonus",
         "explained_variance",
         "normalize_advantages",

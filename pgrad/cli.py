@@ -626,7 +626,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             print(heading)
         for cls in classes:
             changed = ", ".join(f"{k}={v}" for k, v in cls.defaults.items())
-            print(f"  {cls.name:<14} {cls.env_id:<24} {changed}")
+            print(f"  {cls.name:<16} {cls.env_id:<24} {changed}")
     print("pgrad environments:")
     for env_id in ENV_IDS:
         print(f"  {env_id}")

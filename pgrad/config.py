@@ -85,6 +85,8 @@ class Config:
     """Normalise advantages to zero mean and unit std in each batch."""
     normalize_obs: bool = False
     """Standardise observations by a running mean and std (kept with the weights in checkpoints)."""
+    normalize_reward: bool = False
+    """Divide the rewards the learner sees by a running std of the discounted return, clipped to [-10, 10] (logged returns stay the environment's)."""
 
     optimizer: str = "adam"
     """Optimizer of the policy and critic: adam or rmsprop."""
@@ -98,6 +100,12 @@ class Config:
     """Entropy coefficient at the end of training, reached linearly (none: constant)."""
     vf_coef: float = 0.5
     """Weight of the value loss (baseline=value)."""
+    clip_coef: float = 0.2
+    """PPO: clip the probability ratio to [1 - clip_coef, 1 + clip_coef] in the surrogate objective."""
+    clip_value: float | None = None
+    """PPO: keep the critic within this distance of its values at collection time (none: no value clipping)."""
+    target_kl: float | None = None
+    """PPO: end an update's epochs once an epoch's mean approximate KL to the collecting policy exceeds this (none: all epochs)."""
     max_grad_norm: float = 0.5
     """Clip the global gradient norm to this (0: no clipping)."""
     hidden: tuple[int, ...] = (64, 64)
@@ -192,6 +200,12 @@ class Config:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ValueError(f"{name} must be >= 0 or none (constant), got {value}")
+        if not self.clip_coef > 0:
+            raise ValueError(f"clip_coef must be > 0, got {self.clip_coef}")
+        for name in ("clip_value", "target_kl"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be > 0 or none (off), got {value}")
         for name, allowed in (
             ("baseline", BASELINES),
             ("rollout", ROLLOUTS),

@@ -52,6 +52,28 @@ def find_spec(env_id: str) -> gym.envs.registration.EnvSpec:
         raise EnvError(f"unknown environment {env_id!r} ({first}){hint}") from None
 
 
+EXTRAS = {"gymnasium.envs.mujoco": ("mujoco", "mujoco"), "gymnasium.envs.box2d": ("Box2D", "box2d")}
+"""Gymnasium's environment families that need a package of their own: entry-point prefix to
+(the module to import, the pgrad extra that installs it)."""
+
+
+def check_extras(env_id: str, spec: gym.envs.registration.EnvSpec) -> None:
+    """Raise ``EnvError`` naming pgrad's extra when ``env_id`` needs a package that is missing.
+
+    Gymnasium's own message names ``gymnasium[...]``, which leaves out the version bounds
+    pgrad's extras set (``mujoco<4``).
+    """
+    entry = spec.entry_point if isinstance(spec.entry_point, str) else ""
+    for prefix, (module, extra) in EXTRAS.items():
+        if entry.startswith(prefix):
+            try:
+                importlib.import_module(module)
+            except ImportError:
+                raise EnvError(
+                    f"{env_id} needs {module}, which is not installed: pip install 'pgrad[{extra}]'"
+                ) from None
+
+
 def make_vector_env(
     env_id: str,
     num_envs: int,
@@ -81,6 +103,7 @@ def make_vector_env(
             cannot give ``shared_starts``.
     """
     spec = copy.deepcopy(find_spec(env_id))
+    check_extras(env_id, spec)
     if max_episode_steps > 0:
         spec.max_episode_steps = max_episode_steps
     spec.kwargs = {**spec.kwargs, **(env_kwargs or {})}

@@ -2,7 +2,7 @@
 
 A checkpoint (``pgrad.checkpoint`` writes and reads it, atomically and safely) holds the policy
 and critic weights (observation statistics included), the optimizer, the algorithm's state
-(a moving-average baseline), the step and update counters, the RNG states and the config.
+(a moving-average baseline), the reward scaler's statistics, the step and update counters, the RNG states and the config.
 Schedules are functions of the step, so they need no state of their own.
 """
 
@@ -37,6 +37,9 @@ class Persistence:
             "critic": self.critic.state_dict() if self.critic is not None else None,
             "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
             "algorithm": self.algorithm.state_dict(),
+            "reward_scaler": (
+                self.reward_scaler.state_dict() if self.reward_scaler is not None else None
+            ),
             "global_step": self.global_step,
             "updates": self.updates,
             "weights_version": self.weights_version,
@@ -57,6 +60,8 @@ class Persistence:
         # format 1 kept the moving-average baseline at the top level
         algorithm = state.get("algorithm", {"ema": state["ema"]} if "ema" in state else {})
         self.algorithm.load_state_dict(algorithm)
+        if self.reward_scaler is not None and state.get("reward_scaler") is not None:
+            self.reward_scaler.load_state_dict(state["reward_scaler"])
         self.global_step = int(state.get("global_step", 0))
         self.updates = int(state.get("updates", 0))
         self.weights_version = int(state.get("weights_version", self.updates))

@@ -47,6 +47,15 @@ from pgrad.returns import discounted_returns, gae
 from pgrad.rollout import Batch, Rollout
 
 
+def advantage_stats(advantages: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+    """``diagnostics/advantage_mean`` and ``advantage_std`` over the masked entries."""
+    masked = advantages[mask]
+    return {
+        "diagnostics/advantage_mean": float(masked.mean()) if masked.numel() else 0.0,
+        "diagnostics/advantage_std": float(masked.std()) if masked.numel() > 1 else 0.0,
+    }
+
+
 class ReinforceAlgorithm(Algorithm):
     """The score-function policy gradient with the config's baseline; see the module docstring."""
 
@@ -58,6 +67,16 @@ class ReinforceAlgorithm(Algorithm):
 
     @torch.no_grad()
     def prepare(self, rollout: Rollout) -> Batch:
+        batch = self.estimate(rollout)
+        # before normalisation, which would make them 0 and 1: what the baseline left over
+        batch.stats.update(advantage_stats(batch.advantages, batch.mask))
+        if self.config.normalize_advantages:
+            batch.advantages = normalize_advantages(batch.advantages, batch.mask)
+        return batch
+
+    @torch.no_grad()
+    def estimate(self, rollout: Rollout) -> Batch:
+        """Values, returns and advantages (not normalised) with the config's baseline."""
         c = self.config
         mask = rollout.mask
         stats: dict[str, float] = {}
@@ -87,12 +106,6 @@ class ReinforceAlgorithm(Algorithm):
                 * mask
             )
             advantages = self.baseline_advantages(returns, mask)
-        # before normalisation, which would make them 0 and 1: what the baseline left over
-        masked = advantages[mask]
-        stats["diagnostics/advantage_mean"] = float(masked.mean()) if masked.numel() else 0.0
-        stats["diagnostics/advantage_std"] = float(masked.std()) if masked.numel() > 1 else 0.0
-        if c.normalize_advantages:
-            advantages = normalize_advantages(advantages, mask)
         return Batch(
             obs=map_obs(lambda x: x[:-1], rollout.obs),
             actions=rollout.actions,
