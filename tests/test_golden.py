@@ -28,7 +28,7 @@ import pytest
 import torch
 
 from pgrad import A2C, Reinforce
-from pgrad.agents import Acrobot, CartPole, CartPoleFast, PendulumA2C
+from pgrad.agents import Acrobot, CartPole, CartPoleFast, Pendulum, PendulumA2C
 
 from helpers import all_scalars
 
