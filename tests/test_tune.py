@@ -82,8 +82,10 @@ def test_pruning_stops_trials_early(study):
     assert pruned
     for trial in pruned:
         steps, _ = read_scalars(root / "runs" / "s" / f"trial-{trial.number}", "losses/entropy")
-        assert steps[-1] == trial.user_attrs["steps"] < STEPS
-        assert len(trial.intermediate_values) < 3  # stopped before its last evaluation
+        assert steps[-1] == trial.user_attrs["steps"]
+        # stopped before its last evaluation (its steps may pass the budget: one batch of whole
+        # episodes from a good policy is thousands of steps)
+        assert len(trial.intermediate_values) < 3
 
 
 @pytest.mark.slow
