@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import shutil
 import subprocess
 import sys
@@ -182,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
                 " ".join(f"{r:.0f}" for r in returns),
                 task.published,
                 verdict,
-                f"[curves]({png.relative_to(HERE)})",
+                f"[curves]({os.path.relpath(png, HERE)})",
             ]
         )
     print("\n## Final deterministic evaluation, 10 episodes per seed (mean +- std over seeds)\n")
