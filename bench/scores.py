@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import shutil
 import subprocess
 import sys
@@ -186,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
                 " ".join(f"{r:.0f}" for r in returns),
                 task.published,
                 verdict,
-                f"[curves]({png.relative_to(HERE)})",
+                f"[curves]({os.path.relpath(png, HERE)})",
             ]
         )
     print(

@@ -254,11 +254,12 @@ def normalize_advantages(
         raise ValueError(f"eps must be >= 0, got {eps!r}")
     _check_same_shape(advantages=advantages, mask=mask)
     advantages = advantages.detach()
+    if mask is None:  # one fused reduction (PPO calls this on every minibatch)
+        std, mean = torch.std_mean(advantages, correction=0)
+        return (advantages - mean) / (std + eps)
     mean = _masked_mean(advantages, mask)
     std = _masked_mean((advantages - mean).square(), mask).sqrt()
     normalized = (advantages - mean) / (std + eps)
-    if mask is None:
-        return normalized
     return torch.where(_as_bool(mask, "mask"), normalized, 0.0)
 
 

@@ -88,8 +88,13 @@ class PPOAlgorithm(ReinforceAlgorithm):
         policy = clipped_surrogate_loss(
             log_prob, batch.old_log_probs, advantages, c.clip_coef, mask
         )
-        entropy = entropy_bonus(dist, log_prob, mask)
-        total = policy - entropy_coef * entropy
+        if entropy_coef:
+            entropy = entropy_bonus(dist, log_prob, mask)
+            total = policy - entropy_coef * entropy
+        else:  # logged only: no graph to build and differentiate through
+            with torch.no_grad():
+                entropy = entropy_bonus(dist, log_prob, mask)
+            total = policy
         value = None
         if self.critic is not None:
             values = self.critic(batch.obs)
