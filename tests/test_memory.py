@@ -42,8 +42,8 @@ def small(**changes) -> Config:
 
 def test_estimate_worked_out_by_hand():
     estimate = estimate_memory(small(baseline="value"), footprint())
-    # one sample: 128 + 6 x 4 obs floats + 8 (action) + 12 x 2 logits + 8 x 2 networks x 3 units
-    assert estimate.rollout_bytes == 10 * (7 + 1) * (128 + 24 + 8 + 24 + 48)
+    # one sample: 160 + 6 x 4 obs floats + 8 (action) + 12 x 2 logits + 8 x 2 networks x 3 units
+    assert estimate.rollout_bytes == 10 * (7 + 1) * (160 + 24 + 8 + 24 + 48)
     # policy 4x3+3 + 3x2+2 (+2 for a Gaussian's log-std) = 25, critic 4x3+3 + 3x1+1 = 19;
     # 16 bytes each (weight, gradient, two Adam moments) on top of the fixed 96 MiB
     assert estimate.network_bytes == 96 * MiB + (25 + 19) * 16
