@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import resource
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -279,6 +278,10 @@ def available_memory() -> int | None:
         limit, usage = _read_int(Path(limit_file)), _read_int(Path(usage_file))
         if limit is not None and usage is not None and limit < 2**60:
             candidates.append(max(limit - usage, 0))
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return min(candidates) if candidates else None
     soft, _ = resource.getrlimit(resource.RLIMIT_AS)
     if soft != resource.RLIM_INFINITY:
         in_use = _read_kib_fields(Path("/proc/self/status")).get("VmSize", 0)

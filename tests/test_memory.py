@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import resource
 import subprocess
 import sys
 import textwrap
@@ -121,10 +122,10 @@ def test_available_memory_respects_an_address_space_limit(monkeypatch):
     unlimited = available_memory()
     assert unlimited is not None and unlimited > 0
     limit = 8 * 2**40 if unlimited < 4 * 2**40 else 2 * unlimited  # above what the system says
-    monkeypatch.setattr(memory.resource, "getrlimit", lambda _: (limit, limit))
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (limit, limit))
     assert available_memory() > unlimited / 2  # other processes move MemAvailable meanwhile
     small_limit = 2**31
-    monkeypatch.setattr(memory.resource, "getrlimit", lambda _: (small_limit, small_limit))
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (small_limit, small_limit))
     assert available_memory() < small_limit
 
 
