@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import resource
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,7 +26,7 @@ from gymnasium import spaces
 if TYPE_CHECKING:
     from pgrad.config import Config
 
-SAMPLE_BYTES = 128
+SAMPLE_BYTES = 160
 """Per sample (one step of one environment): reward, flags, mask, value, return, advantage,
 log-probability and their gradients."""
 OBS_FLOAT_BYTES = {"steps": 6, "episodes": 12, "acting": 18}
@@ -59,7 +58,8 @@ of RSS)."""
 ASYNC_ENV_BYTES = 24 * 2**20
 """Per sub-environment of an async vector env: a forked worker process (its PSS)."""
 WORKER_PROCESS_BYTES = 256 * 2**20
-"""Per local Ray worker: a Python process that imported torch and pgrad."""
+"""Per local Ray worker: a Python process that imported torch and pgrad (about 230 MiB of RSS
+before it builds anything; Ray's own daemons are not counted)."""
 UNLIMITED_EPISODE_STEPS = 1_000
 """Episode length assumed for ``rollout=episodes`` when neither the config nor the environment
 sets a time limit (the longest of Gymnasium's classic-control and Box2D limits)."""
@@ -206,10 +206,10 @@ def estimate_memory(
     ``A`` = policy outputs, ``H`` = the sum of the hidden widths and ``k`` = networks trained
     (2 with a learned value baseline, else 1), in bytes::
 
-        rollout = N (T + 1) (128 + o D + 8 + 12 A + 8 k H)    learner; o = 6 (steps), 12 (episodes)
-        rollout = N (T + 1) (128 + 18 D + 8 + 4 H)            acting only (evaluation)
+        rollout = N (T + 1) (160 + o D + 8 + 12 A + 8 k H)    learner; o = 6 (steps), 12 (episodes)
+        rollout = N (T + 1) (160 + 18 D + 8 + 4 H)            acting only (evaluation)
         envs    = N x (per-env cost of the vectorisation mode)    (envs on this machine only)
-        network = 96 MiB + parameters x (16 learner, 4 acting)
+        network = 448 MiB (torch, Gymnasium and pgrad loaded) + parameters x (16 learner, 4 acting)
 
     Args:
         config: the run's config (``num_envs``, ``workers``, ``rollout``, ``num_steps``,
@@ -280,6 +280,10 @@ def available_memory() -> int | None:
         limit, usage = _read_int(Path(limit_file)), _read_int(Path(usage_file))
         if limit is not None and usage is not None and limit < 2**60:
             candidates.append(max(limit - usage, 0))
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return min(candidates) if candidates else None
     soft, _ = resource.getrlimit(resource.RLIMIT_AS)
     if soft != resource.RLIM_INFINITY:
         in_use = _read_kib_fields(Path("/proc/self/status")).get("VmSize", 0)

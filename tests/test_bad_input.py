@@ -19,7 +19,7 @@ import torch
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from pgrad.config import Config, field_types
+from pgrad.config import SEED_MAX, Config, field_types, parse_int
 
 from helpers import ForkedCli, assert_clean_error, pgrad
 
@@ -191,6 +191,32 @@ def snapshot(folder: Path) -> list[Path]:
 
 def test_corpus_is_large():
     assert len(BAD_INVOCATIONS) >= 30
+
+
+def test_the_seed_range_is_what_numpy_torch_and_gymnasium_all_accept():
+    import gymnasium as gym
+    import numpy as np
+
+    for seed in (0, SEED_MAX):
+        np.random.RandomState(seed)
+        torch.Generator().manual_seed(seed)
+        gym.make("CartPole-v1").reset(seed=seed)
+        assert Config(seed=seed).seed == seed
+    with pytest.raises(ValueError):
+        np.random.RandomState(SEED_MAX + 1)  # numpy's bound is the tightest
+    with pytest.raises(gym.error.Error):
+        gym.make("CartPole-v1").reset(seed=-1)
+    for seed in (-1, SEED_MAX + 1, 10**23):
+        with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 4294967295\]"):
+            Config(seed=seed)
+
+
+def test_integers_keep_their_digits():
+    assert parse_int("99999999999999999999999") == 99999999999999999999999
+    assert parse_int("1_000") == parse_int("1e3") == 1000
+    for text in ("2.5", "1e400", "nan", "ten", ""):
+        with pytest.raises(ValueError):
+            parse_int(text)
 
 
 field_names = st.sampled_from(sorted(field_types()))

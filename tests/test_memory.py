@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import resource
 import subprocess
 import sys
 import textwrap
@@ -42,10 +43,10 @@ def small(**changes) -> Config:
 
 def test_estimate_worked_out_by_hand():
     estimate = estimate_memory(small(baseline="value"), footprint())
-    # one sample: 128 + 6 x 4 obs floats + 8 (action) + 12 x 2 logits + 8 x 2 networks x 3 units
-    assert estimate.rollout_bytes == 10 * (7 + 1) * (128 + 24 + 8 + 24 + 48)
+    # one sample: 160 + 6 x 4 obs floats + 8 (action) + 12 x 2 logits + 8 x 2 networks x 3 units
+    assert estimate.rollout_bytes == 10 * (7 + 1) * (160 + 24 + 8 + 24 + 48)
     # policy 4x3+3 + 3x2+2 (+2 for a Gaussian's log-std) = 25, critic 4x3+3 + 3x1+1 = 19;
-    # 16 bytes each (weight, gradient, two Adam moments) on top of the fixed 96 MiB
+    # 16 bytes each (weight, gradient, two Adam moments) on top of the fixed 448 MiB
     assert estimate.network_bytes == 448 * MiB + (25 + 19) * 16
     # sync: 1 KiB per sub-environment plus 1.25 x the 1000 bytes measured
     assert estimate.env_bytes == 10 * (1024 + 1250)
@@ -125,10 +126,10 @@ def test_available_memory_respects_an_address_space_limit(monkeypatch):
     unlimited = available_memory()
     assert unlimited is not None and unlimited > 0
     limit = 8 * 2**40 if unlimited < 4 * 2**40 else 2 * unlimited  # above what the system says
-    monkeypatch.setattr(memory.resource, "getrlimit", lambda _: (limit, limit))
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (limit, limit))
     assert available_memory() > unlimited / 2  # other processes move MemAvailable meanwhile
     small_limit = 2**31
-    monkeypatch.setattr(memory.resource, "getrlimit", lambda _: (small_limit, small_limit))
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (small_limit, small_limit))
     assert available_memory() < small_limit
 
 
