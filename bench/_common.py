@@ -2,7 +2,7 @@
 
 Each learner (pgrad, Stable-Baselines3, Tianshou) trains in its own worker process. A worker
 runs its library's own training loop, unchanged, and is paused between two updates by a hook
-(pgrad: a wrapper around ``Agent.update``; SB3: a callback's ``on_rollout_start``; Tianshou:
+(pgrad: the ``callback`` of ``Agent.train``, after each update; SB3: a callback's ``on_rollout_start``; Tianshou:
 the trainer's ``training_fn``). At a pause it reports its env steps and the wall-clock seconds it
 has spent training, then waits for the driver's next command: train on, evaluate, or stop. So
 the driver can interleave libraries (A B C A B C) on the same machine in the same minutes, and
@@ -47,6 +47,22 @@ ZOO: dict[tuple[str, str], dict[str, Any]] = {
         "normalize": True,
         "ent_coef": 0.0,
     },
+    ("a2c", "Pendulum-v1"): {
+        "n_envs": 8,
+        "n_timesteps": 1_000_000,
+        "normalize": True,
+        "ent_coef": 0.0,
+        "max_grad_norm": 0.5,
+        "n_steps": 8,
+        "gae_lambda": 0.9,
+        "vf_coef": 0.4,
+        "gamma": 0.9,
+        "use_rms_prop": True,
+        "normalize_advantage": False,
+        "learning_rate": "lin_7e-4",
+        "use_sde": True,
+        "policy_kwargs": {"log_std_init": -2, "ortho_init": False},
+    },
     ("ppo", "CartPole-v1"): {
         "n_envs": 8,
         "n_timesteps": 100_000,
@@ -58,6 +74,28 @@ ZOO: dict[tuple[str, str], dict[str, Any]] = {
         "ent_coef": 0.0,
         "learning_rate": "lin_0.001",
         "clip_range": "lin_0.2",
+    },
+    # rl-zoo's tuned Hopper-v3 settings, on Hopper-v5 (policy_kwargs' activation by name)
+    ("ppo", "Hopper-v5"): {
+        "normalize": True,
+        "n_envs": 1,
+        "n_timesteps": 1_000_000,
+        "batch_size": 32,
+        "n_steps": 512,
+        "gamma": 0.999,
+        "learning_rate": 9.80828e-05,
+        "ent_coef": 0.00229519,
+        "clip_range": 0.2,
+        "n_epochs": 5,
+        "gae_lambda": 0.99,
+        "max_grad_norm": 0.7,
+        "vf_coef": 0.835671,
+        "policy_kwargs": {
+            "log_std_init": -2,
+            "ortho_init": False,
+            "activation_fn": "relu",
+            "net_arch": {"pi": [256, 256], "vf": [256, 256]},
+        },
     },
     ("ppo", "Acrobot-v1"): {
         "n_envs": 16,
@@ -140,16 +178,7 @@ class PgradLearner:
         return self.agent.global_step
 
     def train(self, pause: Pause) -> None:
-        agent = self.agent
-        update = agent.update
-
-        def update_then_pause(rollout: Any) -> dict[str, float]:
-            metrics = update(rollout)
-            pause(agent.global_step)
-            return metrics
-
-        agent.update = update_then_pause  # type: ignore[method-assign]
-        agent.train(self.budget)
+        self.agent.train(self.budget, callback=lambda agent, metrics: pause(agent.global_step))
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         return self.agent.act(obs, deterministic=True)
@@ -181,6 +210,13 @@ class SB3Learner:
         if hyper.pop("normalize", False):
             venv = self.normalizer = VecNormalize(venv, gamma=hyper.get("gamma", 0.99))
         hyper = {k: _zoo_schedule(v) for k, v in hyper.items()}
+        if "policy_kwargs" in hyper:
+            import torch
+
+            activations = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh}
+            kwargs = dict(hyper["policy_kwargs"])
+            kwargs["activation_fn"] = activations[kwargs.get("activation_fn", "tanh")]
+            hyper["policy_kwargs"] = kwargs
         cls = {"a2c": sb3.A2C, "ppo": sb3.PPO}[algo]
         self.model = cls("MlpPolicy", venv, seed=seed, device="cpu", verbose=0, **hyper)
 

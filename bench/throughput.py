@@ -1,5 +1,6 @@
-"""Training throughput on CartPole-v1: pgrad against SB3 A2C and Tianshou REINFORCE, and against
-the machine's limit, all in one run.
+"""Training throughput: pgrad against SB3 A2C and Tianshou REINFORCE on CartPole-v1 and against
+the machine's limit (the ``a2c`` section), and pgrad's PPO against SB3's PPO with rl-zoo's
+settings on CartPole-v1 and Hopper-v5 (the ``ppo`` section), each section in one run.
 
 Every learner trains in its own worker process (see ``_common.py``) with its library's own
 training loop. After a warm-up, the driver runs rounds; in each round every learner trains for
@@ -22,8 +23,9 @@ is printed as a fraction of it.
 
 Usage::
 
-    python bench/throughput.py            # about 6 minutes on 2 cores
-    python bench/throughput.py --quick    # about 2 minutes
+    python bench/throughput.py                    # both sections, about 10 minutes on 2 cores
+    python bench/throughput.py --sections ppo     # PPO only
+    python bench/throughput.py --quick            # about 3 minutes
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ class Learner:
     spec: dict[str, Any]
     group: str
     limit: tuple[int, int, tuple[int, ...]] | None = None  # (N, T, hidden) for pgrad rows
+    env_id: str = ENV_ID
+    warmup: int = 20_000  # env steps before the chunk is sized
     worker: Worker | None = None
     last: dict[str, Any] = field(default_factory=dict)  # the worker's latest report
     chunk: int = 0
@@ -105,6 +109,79 @@ def learners(quick: bool) -> list[Learner]:
                 dict(library="pgrad", agent="cartpole-fast", num_envs=1024),
                 "best settings",
                 limit=(1024, preset.num_steps, preset.hidden),
+            )
+        )
+    return rows
+
+
+# rl-zoo's PPO settings (_common.ZOO) in pgrad's terms; SB3's batch_size is a minibatch's size
+PGRAD_ZOO_PPO: dict[str, dict[str, Any]] = {
+    "CartPole-v1": dict(
+        num_envs=8,
+        num_steps=32,
+        update_epochs=20,
+        num_minibatches=1,
+        gamma=0.98,
+        gae_lambda=0.8,
+        learning_rate=1e-3,
+        learning_rate_final=0.0,
+        ent_coef=0.0,
+    ),
+    "Hopper-v5": dict(
+        num_envs=1,
+        num_steps=512,
+        update_epochs=5,
+        num_minibatches=16,
+        gamma=0.999,
+        gae_lambda=0.99,
+        learning_rate=9.80828e-05,
+        learning_rate_final=None,
+        ent_coef=0.00229519,
+        clip_coef=0.2,
+        max_grad_norm=0.7,
+        vf_coef=0.835671,
+        hidden=(256, 256),
+        activation="relu",
+        log_std_init=-2.0,
+        normalize_obs=True,
+        normalize_reward=True,
+    ),
+}
+
+
+def ppo_learners(quick: bool) -> list[Learner]:
+    """pgrad PPO and SB3 PPO with rl-zoo's settings, on CartPole-v1 and Hopper-v5."""
+    rows = []
+    for env_id, described in (
+        ("CartPole-v1", "8 envs x 32 steps, 20 epochs of 256"),
+        ("Hopper-v5", "1 env x 512 steps, 5 epochs of 16 x 32, 256x256 ReLU, normalised"),
+    ):
+        warmup = 20_000 if env_id == "CartPole-v1" else 2_048
+        rows += [
+            Learner(
+                f"pgrad PPO, rl-zoo's settings ({described})",
+                dict(library="pgrad", agent="ppo", checkpoint_every=0, **PGRAD_ZOO_PPO[env_id]),
+                env_id,
+                env_id=env_id,
+                warmup=warmup,
+            ),
+            Learner(
+                f"SB3 PPO, rl-zoo ({described})",
+                dict(library="sb3", algo="ppo"),
+                env_id,
+                env_id=env_id,
+                warmup=warmup,
+            ),
+        ]
+    if not quick:
+        rows.append(
+            Learner(
+                "pgrad `hopper` preset (CleanRL's settings: 1 env x 2,048 steps, 10 epochs of "
+                "32 x 64, 64x64 tanh)",
+                dict(library="pgrad", agent="hopper", checkpoint_every=0),
+                "Hopper-v5",
+                env_id="Hopper-v5",
+                warmup=2_048,
             )
         )
     return rows
@@ -211,7 +288,7 @@ class _Timer:
 _ABSENT = object()
 
 
-def profile(agent_name: str, steps: int, **overrides: Any) -> str:
+def profile(agent_name: str, steps: int, env_id: str = ENV_ID, **overrides: Any) -> str:
     """Train a pgrad agent in this process with timers around each part of its loop."""
     import tempfile
 
@@ -221,7 +298,7 @@ def profile(agent_name: str, steps: int, **overrides: Any) -> str:
     from pgrad.logger import Logger
 
     agent = AGENTS[agent_name](
-        env_id=ENV_ID,
+        env_id=env_id,
         seed=1,
         quiet=True,
         run_dir=tempfile.mkdtemp(prefix="pgrad-profile-"),
@@ -236,7 +313,8 @@ def profile(agent_name: str, steps: int, **overrides: Any) -> str:
     timer.wrap(collector.envs, "step", "env")
     timer.wrap(collector, "_observe", "observe")
     timer.wrap(agent, "update", "update")
-    timer.wrap(agent, "compute_loss", "loss")
+    timer.wrap(agent, "prepare", "prepare")
+    timer.wrap(agent, "loss", "loss")
     timer.wrap(torch.Tensor, "backward", "backward")
     timer.wrap(torch.nn.utils, "clip_grad_norm_", "clip")
     timer.wrap(agent.optimizer, "step", "adam")
@@ -255,13 +333,14 @@ def profile(agent_name: str, steps: int, **overrides: Any) -> str:
         ("policy call: forward + sample", t["step"] - t["env"] - t["observe"]),
         ("observation encode + NaN check", t["observe"]),
         ("collector bookkeeping (buffers, masks, episode stats)", t["collect"] - t["step"]),
-        ("loss: forward passes, GAE, statistics", t["loss"]),
+        ("prepare: values, GAE, statistics (once)", t["prepare"]),
+        ("loss: forward passes (each minibatch)", t["loss"]),
         ("backward", t["backward"]),
         ("gradient clipping", t["clip"]),
         ("Adam step", t["adam"]),
         (
             "rest of `Agent.update` (schedules, metrics)",
-            t["update"] - t["loss"] - t["backward"] - t["clip"] - t["adam"],
+            t["update"] - t["prepare"] - t["loss"] - t["backward"] - t["clip"] - t["adam"],
         ),
         ("TensorBoard logging and progress", t["logging"]),
         ("checkpoints", t["checkpoint"]),
@@ -281,50 +360,45 @@ def profile(agent_name: str, steps: int, **overrides: Any) -> str:
     )
     config = agent.config
     rollout = f"{config.num_steps} steps" if config.rollout == "steps" else "whole episodes"
+    epochs = (
+        f", {config.update_epochs} epochs x {config.num_minibatches} minibatches"
+        if config.update_epochs * config.num_minibatches > 1
+        else ""
+    )
     return (
-        f"`{agent_name}` ({config.num_envs} envs x {rollout}, hidden {config.hidden}), "
+        f"`{agent_name}` on {env_id} ({config.num_envs} envs x {rollout}{epochs}, "
+        f"hidden {config.hidden}), "
         f"{updates} updates timed in one process:\n\n"
         + table(["part", "ms per update", "share"], rows)
     )
 
 
 # -- the run ------------------------------------------------------------------------------------
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="3 rounds of 1 s: a first look")
-    parser.add_argument("--rounds", type=int, default=None, help="measured rounds (default 7)")
-    parser.add_argument(
-        "--seconds",
-        type=float,
-        default=None,
-        help="training seconds per learner per round (default 4)",
-    )
-    parser.add_argument(
-        "--peer-python",
-        default=sys.executable,
-        help="interpreter with stable-baselines3 and tianshou installed",
-    )
-    parser.add_argument("--threads", type=int, default=1, help="torch threads in every learner")
-    args = parser.parse_args(argv)
-    rounds = args.rounds or (3 if args.quick else 7)
-    seconds = args.seconds or (1.0 if args.quick else 4.0)
-
-    import torch
-
-    torch.set_num_threads(args.threads)
-    print(f"# Training throughput, {ENV_ID}\n\n{machine()}\n", flush=True)
-    rows = learners(args.quick)
-    limits = {row.limit: Limit(*row.limit) for row in rows if row.limit}
+def measure(
+    rows: list[Learner],
+    limits: dict,
+    rounds: int,
+    seconds: float,
+    threads: int,
+    peer_python: str,
+) -> None:
+    """Interleaved rounds: every learner trains about ``seconds`` per round, in rotated order."""
     try:
         for row in rows:
-            python = sys.executable if row.spec["library"] == "pgrad" else args.peer_python
+            python = sys.executable if row.spec["library"] == "pgrad" else peer_python
             row.worker = Worker(python)
             row.worker.start(
-                {**row.spec, "env_id": ENV_ID, "seed": 1, "budget": BUDGET, "threads": args.threads}
+                {
+                    **row.spec,
+                    "env_id": row.env_id,
+                    "seed": 1,
+                    "budget": BUDGET,
+                    "threads": threads,
+                }
             )
             # warm-up (startup, first allocations), then size a chunk to take about `seconds`
             first = row.worker.run_until(1)
-            row.last = row.worker.run_until(first["steps"] + 20_000)
+            row.last = row.worker.run_until(first["steps"] + row.warmup)
             rate = (row.last["steps"] - first["steps"]) / max(
                 row.last["train_time"] - first["train_time"], 1e-6
             )
@@ -351,18 +425,72 @@ def main(argv: list[str] | None = None) -> None:
         for row in rows:
             if row.worker is not None:
                 row.worker.close()
-    report(rows, limits, rounds, seconds)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 rounds of 1 s: a first look")
+    parser.add_argument("--rounds", type=int, default=None, help="measured rounds (default 7)")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="training seconds per learner per round (default 4)",
+    )
+    parser.add_argument(
+        "--peer-python",
+        default=sys.executable,
+        help="interpreter with stable-baselines3 and tianshou installed",
+    )
+    parser.add_argument("--threads", type=int, default=1, help="torch threads in every learner")
+    parser.add_argument(
+        "--sections", nargs="+", default=["a2c", "ppo"], choices=["a2c", "ppo"], help="what to run"
+    )
+    args = parser.parse_args(argv)
+    rounds = args.rounds or (3 if args.quick else 7)
+    seconds = args.seconds or (1.0 if args.quick else 4.0)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    print(f"# Training throughput\n\n{machine()}\n", flush=True)
+    if "a2c" in args.sections:
+        rows = learners(args.quick)
+        limits = {row.limit: Limit(*row.limit) for row in rows if row.limit}
+        measure(rows, limits, rounds, seconds, args.threads, args.peer_python)
+        print(
+            f"\n## {ENV_ID}: env steps per second of training ({rounds} rounds of ~{seconds:g} s "
+            "each, medians)\n"
+        )
+        report(rows, "SB3 A2C")
+        report_limits(rows, limits)
+    if "ppo" in args.sections:
+        rows = ppo_learners(args.quick)
+        measure(rows, {}, rounds, seconds, args.threads, args.peer_python)
+        print(
+            f"\n## PPO: env steps per second of training ({rounds} rounds of ~{seconds:g} s "
+            "each, medians)\n"
+        )
+        report(rows, "SB3 PPO on the same task")
     print("\n## Where pgrad's time goes\n")
-    steps = 100_000 if args.quick else 400_000
-    print(profile("cartpole-fast", steps), flush=True)
-    print()
-    print(profile("cartpole-fast", steps // 10, num_envs=8), flush=True)
+    if "a2c" in args.sections:
+        steps = 100_000 if args.quick else 400_000
+        print(profile("cartpole-fast", steps), flush=True)
+        print()
+        print(profile("cartpole-fast", steps // 10, num_envs=8), flush=True)
+        print()
+    if "ppo" in args.sections:
+        steps = 10_240 if args.quick else 40_960
+        print(profile("ppo", steps, **PGRAD_ZOO_PPO["CartPole-v1"]), flush=True)
+        print()
+        print(profile("ppo", steps // 4, "Hopper-v5", **PGRAD_ZOO_PPO["Hopper-v5"]), flush=True)
 
 
-def report(rows: list[Learner], limits: dict, rounds: int, seconds: float) -> None:
-    sb3 = next(row for row in rows if row.spec["library"] == "sb3")
+def report(rows: list[Learner], reference: str) -> None:
+    """Each row's median rate and its per-round ratio to the SB3 row on the same task."""
     out = []
     for row in rows:
+        sb3 = next(r for r in rows if r.spec["library"] == "sb3" and r.env_id == row.env_id)
         ratios = [a / b for a, b in zip(row.rates, sb3.rates)]
         out.append(
             [
@@ -374,20 +502,20 @@ def report(rows: list[Learner], limits: dict, rounds: int, seconds: float) -> No
             ]
         )
     print(
-        f"\n## Env steps per second of training ({rounds} rounds of ~{seconds:g} s each, medians)\n"
-    )
-    print(
         table(
             [
                 "setting",
                 "learner",
                 "env steps/s",
-                "vs SB3 A2C (median of per-round ratios)",
+                f"vs {reference} (median of per-round ratios)",
                 "per-round range",
             ],
             out,
         )
     )
+
+
+def report_limits(rows: list[Learner], limits: dict) -> None:
     lim_rows = []
     for row in rows:
         if not row.limit:

@@ -1,4 +1,5 @@
-"""pgrad's own Gymnasium environments, registered under the ``pgrad/`` namespace.
+"""pgrad's own Gymnasium environments, registered under the ``pgrad/`` namespace, and
+numpy-vectorised forms of Gymnasium's classic-control tasks.
 
 | id                         | what it tests                                                         |
 |----------------------------|-----------------------------------------------------------------------|
@@ -14,11 +15,22 @@
 Importing ``pgrad`` registers them, so ``gymnasium.make("pgrad/ShortCorridor-v0")`` works after
 ``import pgrad``. Sizes are ``gymnasium.make`` keyword arguments, e.g.
 ``gymnasium.make("pgrad/Reverse-v0", length=4)``.
+
+``VECTOR_ENVS`` maps Gymnasium ids to ``VectorEnv`` classes that step all N copies as numpy
+arrays (Gymnasium 1.4 has such a form for CartPole only). They give the same numbers as
+Gymnasium's own environments, step in next-step autoreset mode, and seed each copy on its
+own: ``reset(seed=[s0, s1, ...])`` starts copy ``i`` as ``gymnasium.make(id).reset(seed=s_i)``
+does, and ``reset(seed=s)`` means ``[s, s + 1, ...]``, as in ``SyncVectorEnv``.
+``pgrad.envs_util.make_vector_env`` uses them for these ids with ``vectorization="auto"``.
 """
 
 from gymnasium.envs.registration import register, registry
 
+from pgrad.envs.acrobot_vector import AcrobotVectorEnv
 from pgrad.envs.bandit import BanditEnv
+from pgrad.envs.continuous_mountain_car_vector import ContinuousMountainCarVectorEnv
+from pgrad.envs.mountain_car_vector import MountainCarVectorEnv
+from pgrad.envs.pendulum_vector import PendulumVectorEnv
 from pgrad.envs.pixel_grid import PixelGridEnv
 from pgrad.envs.short_corridor import OPTIMAL_P_RIGHT, OPTIMAL_VALUE, ShortCorridorEnv
 from pgrad.envs.tokens import (
@@ -30,6 +42,7 @@ from pgrad.envs.tokens import (
     TokenTaskVectorEnv,
 )
 from pgrad.envs.tsp import TSPEnv, TSPVectorEnv
+from pgrad.envs.vector_base import ClassicControlVectorEnv
 
 # Token tasks and TSP end by themselves (a token task at <eos> or the answer's length, TSP after
 # n cities): no time limit.
@@ -66,6 +79,13 @@ _SPECS: dict[str, dict] = {
 }
 ENV_IDS = tuple(_SPECS)
 
+VECTOR_ENVS: dict[str, type[ClassicControlVectorEnv]] = {
+    "Acrobot-v1": AcrobotVectorEnv,
+    "Pendulum-v1": PendulumVectorEnv,
+    "MountainCar-v0": MountainCarVectorEnv,
+    "MountainCarContinuous-v0": ContinuousMountainCarVectorEnv,
+}
+
 for _env_id, _spec in _SPECS.items():
     if _env_id not in registry:
         register(id=_env_id, **_spec)
@@ -74,9 +94,15 @@ __all__ = [
     "ENV_IDS",
     "OPTIMAL_P_RIGHT",
     "OPTIMAL_VALUE",
+    "VECTOR_ENVS",
+    "AcrobotVectorEnv",
     "AdditionEnv",
     "BanditEnv",
+    "ClassicControlVectorEnv",
+    "ContinuousMountainCarVectorEnv",
     "CopyEnv",
+    "MountainCarVectorEnv",
+    "PendulumVectorEnv",
     "PixelGridEnv",
     "ReverseEnv",
     "ShortCorridorEnv",

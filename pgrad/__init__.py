@@ -2,63 +2,58 @@
 
 The math (pure functions of tensors): ``discounted_returns``, ``gae``, the baselines, the losses
 and the gradient estimators for non-differentiable operations. The agents: ``Agent`` and the
-ready ``Reinforce`` and ``A2C``, with presets per environment in ``pgrad.agents``.
+ready ``Reinforce``, ``A2C`` and ``PPO``, with presets per environment in ``pgrad.agents``.
+
+Names are imported on first use (PEP 562), so ``import pgrad`` and ``pgrad --help`` do not pay
+for torch; importing ``pgrad`` registers pgrad's environments with Gymnasium.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from pgrad import envs as _register_envs  # noqa: F401  (registers pgrad/... environments)
-from pgrad.agent import Agent
-from pgrad.agents.generic import A2C, Reinforce
-from pgrad.agents.sequence import Sequence
-from pgrad.baselines import EMABaseline, group_normalize, leave_one_out
-from pgrad.config import Config
-from pgrad.errors import TrainingError
-from pgrad.estimators import gumbel_softmax, round_ste, score_function, sign_ste
-from pgrad.losses import (
-    LossParts,
-    entropy_bonus,
-    explained_variance,
-    normalize_advantages,
-    reinforce_loss,
-    value_loss,
-)
-from pgrad.nn import BinaryLinear, mlp
-from pgrad.policies import Policy, ValueFunction, policy_for
-from pgrad.returns import discounted_returns, gae
-from pgrad.rollout import Batch, Rollout
-from pgrad.sequence_policies import TokenPolicy, TourPolicy
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Sequence",
-    "TokenPolicy",
-    "TourPolicy",
-    "A2C",
-    "Batch",
-    "Agent",
-    "BinaryLinear",
-    "Config",
-    "EMABaseline",
-    "LossParts",
-    "Policy",
-    "Reinforce",
-    "Rollout",
-    "TrainingError",
-    "ValueFunction",
-    "__version__",
-    "discounted_returns",
-    "entropy_bonus",
-    "explained_variance",
-    "gae",
-    "group_normalize",
-    "gumbel_softmax",
-    "leave_one_out",
-    "mlp",
-    "normalize_advantages",
-    "policy_for",
-    "reinforce_loss",
-    "round_ste",
-    "score_function",
-    "sign_ste",
-    "value_loss",
-]
+_EXPORTS = {
+    "pgrad.agent": ["Agent"],
+    "pgrad.agents.generic": ["A2C", "PPO", "Reinforce"],
+    "pgrad.agents.sequence": ["Sequence"],
+    "pgrad.baselines": ["EMABaseline", "group_normalize", "leave_one_out"],
+    "pgrad.config": ["Config"],
+    "pgrad.errors": ["TrainingError"],
+    "pgrad.estimators": ["gumbel_softmax", "round_ste", "score_function", "sign_ste"],
+    "pgrad.losses": [
+        "LossParts",
+        "clipped_surrogate_loss",
+        "clipped_value_loss",
+        "entropy_bonus",
+        "explained_variance",
+        "normalize_advantages",
+        "reinforce_loss",
+        "value_loss",
+    ],
+    "pgrad.nn": ["BinaryLinear", "mlp"],
+    "pgrad.policies": ["Policy", "ValueFunction", "policy_for"],
+    "pgrad.returns": ["discounted_returns", "gae"],
+    "pgrad.rollout": ["Batch", "Rollout"],
+    "pgrad.sequence_policies": ["TokenPolicy", "TourPolicy"],
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted([*_WHERE, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pgrad' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # the next access skips this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])

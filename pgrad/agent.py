@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -34,7 +35,7 @@ from pgrad.envs_util import (
 from pgrad.errors import EnvError, NonFiniteError, TrainingError, WorkerError
 from pgrad.evaluation import evaluate
 from pgrad.losses import LossParts, value_loss
-from pgrad.normalizers import RunningNorm
+from pgrad.normalizers import RewardScaler, RunningNorm
 from pgrad.obs import batch_dims, map_obs, to_tensor
 from pgrad.optim import GuardedStep
 from pgrad.persistence import Persistence
@@ -101,7 +102,7 @@ class Agent(Persistence):
                 kinds = " or ".join(k.__name__ for k in self.action_spaces)
                 raise EnvError(
                     f"agent {self.name} is made for {kinds} actions, but {self.config.env_id} "
-                    f"has {self.action_space}; use --agent a2c or reinforce"
+                    f"has {self.action_space}; use --agent ppo, a2c or reinforce"
                 )
             if self.config.workers > 0:  # Ray workers build their agents while this one builds
                 from pgrad.distributed import launch_workers
@@ -128,6 +129,10 @@ class Agent(Persistence):
         nets = [self.policy, *([self.critic] if self.critic is not None else [])]
         # one set of statistics over the encoder's features, shared by policy and critic
         self.obs_norm = RunningNorm.attach(nets, self.device) if self.config.normalize_obs else None
+        # rewards are rescaled for the learner only (see update); the logged returns stay raw
+        self.reward_scaler = (
+            RewardScaler(self.config.gamma) if self.config.normalize_reward else None
+        )
         params = list({id(p): p for net in nets for p in net.parameters()}.values())
         self.optimizer = self.make_optimizer(params) if self.learner else None
         c = self.config
@@ -157,6 +162,9 @@ class Agent(Persistence):
         ``baseline=pomo``; evaluation's ``make_env(n)`` gets independent environments.
         """
         c = self.config
+        # a group's environments start alike: seeded resets for sync and async, shared
+        # instances in a numpy-vectorised form that takes group_size (token tasks, TSP)
+        shared = c.grouped and c.rollout == "episodes"
         grouping: dict[str, Any] = {}
         if num_envs is None and c.grouped:
             grouping = {"group_size": c.group_size, "distinct_starts": c.baseline == "pomo"}
@@ -165,7 +173,8 @@ class Agent(Persistence):
             num_envs or c.num_envs,
             c.vectorization,
             c.max_episode_steps,
-            c.env_kwargs_dict,
+            shared,
+            c.env_kwargs,
             grouping,
         )
 
@@ -260,8 +269,20 @@ class Agent(Persistence):
         entropy_coef = schedule_value(c.ent_coef, c.ent_coef_final, progress)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+        if self.reward_scaler is not None:
+            # here, in the learner: the collector (or each Ray worker) has already summed the
+            # raw rewards into the episode returns that are logged, and one set of statistics
+            # serves however many workers collected
+            rollout = replace(
+                rollout,
+                rewards=self.reward_scaler(
+                    rollout.rewards, rollout.terminated, rollout.truncated, rollout.mask
+                ),
+            )
         batch = self.prepare(rollout)
         metrics = dict(batch.stats)
+        if self.reward_scaler is not None:
+            metrics["diagnostics/reward_scale"] = self.reward_scaler.std
         if c.grad_diagnostics:
             metrics.update(gradient_diagnostics(self.policy, batch, c.grad_splits))
         shuffle = torch.Generator().manual_seed(derive_seed(c.seed, self.updates, 0x5A))
@@ -366,9 +387,9 @@ class Agent(Persistence):
         """Whether the last ``train`` stopped early on SIGINT (Ctrl-C)."""
         return self._stop_requested
 
-    # -- evaluation ------------------------------------------------------------------------------
     def evaluate(
-        self, episodes: int = 10, deterministic: bool = True, seed: int | None = None
+        self, episodes: int = 10, deterministic: bool | None = None, seed: int | None = None
     ) -> dict[str, Any]:
-        """Mean, std and every return of ``episodes`` seeded episodes (``pgrad.evaluation``)."""
+        """Returns of ``episodes`` seeded episodes (default: the config's eval_deterministic)."""
+        deterministic = self.config.eval_deterministic if deterministic is None else deterministic
         return evaluate(self, episodes, deterministic, seed)

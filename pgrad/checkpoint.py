@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -84,12 +85,11 @@ def load(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols on its way to refuse
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many kinds for bad files; all mean "not loadable"
-        reason = first_line(err)
-        if "weights_only" in str(err) or "Unsupported global" in str(err):
-            reason = "it contains objects other than tensors and plain data (refused unsafe pickle)"
-        raise CheckpointError(f"cannot load checkpoint {path}: {reason}") from None
+        raise CheckpointError(f"cannot load checkpoint {path}: {_why(path, err)}") from None
     if not isinstance(state, dict) or state.get("format") not in (FORMAT, _FORMAT_1):
         raise CheckpointError(f"{path} is not a pgrad checkpoint")
     version = 1 if state["format"] == _FORMAT_1 else state.get("format_version")
@@ -100,6 +100,18 @@ def load(path: Path) -> dict[str, Any]:
         )
     state["format_version"] = version
     return state
+
+
+def _why(path: Path, err: BaseException) -> str:
+    """What is wrong with a file ``torch.load`` refused, in words a user can act on."""
+    text = str(err).lower()  # torch words it "Unsupported global" or "unsupported GLOBAL"
+    if "unsupported global" in text or "unsupported operand" in text:
+        return "it contains objects other than tensors and plain data (refused unsafe pickle)"
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head == b"PK\x03\x04":  # a zip archive, as torch.save writes: cut short or damaged
+        return "the file is truncated or damaged (an interrupted copy or write?)"
+    return "not a checkpoint: the file is not a torch archive"
 
 
 def latest_loadable(folder: Path) -> tuple[Path, dict[str, Any]]:

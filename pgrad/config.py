@@ -12,9 +12,10 @@ import dataclasses
 import inspect
 import json
 import math
+import re
 import types
 import typing
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from functools import cache
 from typing import Any
 
@@ -27,9 +28,14 @@ AGGREGATIONS = ("seq_sum", "seq_mean", "token_mean", "token_sum_norm")
 KL_ESTIMATORS = ("k1", "k3")
 ROLLOUTS = ("episodes", "steps")
 VECTORIZATION = ("auto", "sync", "async", "vector_entry_point")
-DEVICES = ("auto", "cpu", "cuda")
 ACTIVATIONS = ("tanh", "relu")
 OPTIMIZERS = ("adam", "rmsprop")
+SEED_MAX = 2**32 - 1
+"""The largest seed: numpy's legacy seeding takes ``[0, 2**32)``; torch and Gymnasium take more,
+but pgrad derives environment seeds from the low 32 bits, so larger seeds would repeat smaller
+ones."""
+MAX_TORCH_THREADS = 1024
+"""More intra-op threads than this is a typo, not a machine: OpenMP would try to start them all."""
 
 
 @dataclass(frozen=True)
@@ -42,12 +48,14 @@ class Config:
     """Environment steps to train for, summed over all parallel environments."""
     num_envs: int = 8
     """Parallel environments in the vector environment."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments for gymnasium.make, a JSON object (or pgrad train --env-kwargs key=value)."""
     vectorization: str = "auto"
     """Vector env kind: auto (numpy-vectorised where the env has one, else sync), sync, async or vector_entry_point."""
     seed: int = 1
-    """Seed for Python, numpy, torch and every environment reset."""
+    """Seed for Python, numpy, torch and every environment reset, in [0, 4294967295]."""
     device: str = "auto"
-    """Torch device: auto (cuda when available), cpu or cuda."""
+    """Torch device: auto (cuda when available), cpu, cuda, cuda:N or mps."""
     torch_threads: int = 1
     """Torch intra-op threads; one is fastest for the small networks of classic control."""
 
@@ -81,6 +89,8 @@ class Config:
     """Normalise advantages to zero mean and unit std in each batch."""
     normalize_obs: bool = False
     """Standardise observations by a running mean and std (kept with the weights in checkpoints)."""
+    normalize_reward: bool = False
+    """Divide the rewards the learner sees by a running std of the discounted return, clipped to [-10, 10] (logged returns stay the environment's)."""
 
     optimizer: str = "adam"
     """Optimizer of the policy and critic: adam or rmsprop."""
@@ -94,6 +104,12 @@ class Config:
     """Entropy coefficient at the end of training, reached linearly (none: constant)."""
     vf_coef: float = 0.5
     """Weight of the value loss (baseline=value)."""
+    clip_coef: float = 0.2
+    """PPO: clip the probability ratio to [1 - clip_coef, 1 + clip_coef] in the surrogate objective."""
+    clip_value: float | None = None
+    """PPO: keep the critic within this distance of its values at collection time (none: no value clipping)."""
+    target_kl: float | None = None
+    """PPO: end an update's epochs once an epoch's mean approximate KL to the collecting policy exceeds this (none: all epochs)."""
     max_grad_norm: float = 0.5
     """Clip the global gradient norm to this (0: no clipping)."""
     hidden: tuple[int, ...] = (64, 64)
@@ -114,15 +130,15 @@ class Config:
     max_nonfinite_updates: int = 5
     """Stop after this many consecutive updates with a non-finite loss or gradient (each is skipped)."""
     eval_episodes: int = 10
-    """Deterministic evaluation episodes at the end of training (0: none)."""
+    """Evaluation episodes at the end of training (0: none)."""
+    eval_deterministic: bool = True
+    """Evaluate with the most likely action; false samples (for tasks whose best policy is stochastic)."""
     workers: int = 0
     """Ray rollout workers, each with its own num_envs environments (0: collect in this process)."""
     ray_address: str = ""
     """Ray cluster to join (auto or HOST:PORT); empty starts a local Ray instance when workers > 0."""
 
     # -- environments' keyword arguments, episode infos, sequence models and losses ------------
-    env_kwargs: str = ""
-    """Keyword arguments of the environment, comma separated, e.g. length=6,num_symbols=5."""
     log_info_keys: str = ""
     """Episode-end info keys to log as charts/<key> and report in evaluation, comma separated (besides those the env declares)."""
     aggregation: str = "seq_sum"
@@ -153,12 +169,6 @@ class Config:
     def grouped(self) -> bool:
         """Whether the baseline compares groups of environments that share a start."""
         return self.baseline in GROUPED_BASELINES
-
-    @property
-    def env_kwargs_dict(self) -> dict[str, Any]:
-        """``env_kwargs`` parsed: each value a Python literal (``6``, ``true``, ``0.5``), else a
-        string."""
-        return parse_kwargs(self.env_kwargs, "env_kwargs")
 
     @property
     def info_keys(self) -> tuple[str, ...]:
@@ -211,19 +221,27 @@ class Config:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        if self.seed < 0:
-            raise ValueError(f"seed must be >= 0, got {self.seed}")
+        check_seed(self.seed)
+        if self.torch_threads > MAX_TORCH_THREADS:
+            raise ValueError(
+                f"torch_threads must be <= {MAX_TORCH_THREADS}, got {self.torch_threads}"
+            )
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         for name in ("learning_rate_final", "ent_coef_final"):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ValueError(f"{name} must be >= 0 or none (constant), got {value}")
+        if not self.clip_coef > 0:
+            raise ValueError(f"clip_coef must be > 0, got {self.clip_coef}")
+        for name in ("clip_value", "target_kl"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be > 0 or none (off), got {value}")
         for name, allowed in (
             ("baseline", BASELINES),
             ("rollout", ROLLOUTS),
             ("vectorization", VECTORIZATION),
-            ("device", DEVICES),
             ("activation", ACTIVATIONS),
             ("optimizer", OPTIMIZERS),
             ("aggregation", AGGREGATIONS),
@@ -233,8 +251,19 @@ class Config:
                 raise ValueError(
                     f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}"
                 )
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
+            raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps; got {self.device!r}")
+        if not all(isinstance(h, int) and not isinstance(h, bool) for h in self.hidden):
+            raise ValueError(f"hidden must be integers, got {self.hidden!r}")
         if any(h < 1 for h in self.hidden):
             raise ValueError(f"hidden widths must be positive, got {self.hidden}")
+        if self.rollout == "steps" and self.baseline != "value":
+            # a rollout cut mid-episode needs V(s) to bootstrap from; without a critic the cut
+            # would count as the episode's end and every such return would be biased low
+            raise ValueError(
+                f"rollout=steps needs baseline=value (a critic to bootstrap episodes cut at "
+                f"the rollout's end); use rollout=episodes with baseline={self.baseline}"
+            )
         if self.grouped and self.num_envs % self.group_size:
             raise ValueError(
                 f"baseline={self.baseline} needs num_envs divisible by group_size, "
@@ -250,7 +279,6 @@ class Config:
             raise ValueError(
                 f"d_model must be a multiple of num_heads, got {self.d_model} and {self.num_heads}"
             )
-        self.env_kwargs_dict  # noqa: B018  (raises ValueError for a malformed env_kwargs)
 
     # -- (de)serialisation -----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -276,6 +304,13 @@ class Config:
         return cls(**values)
 
     def replace(self, **changes: Any) -> Config:
+        """A copy with ``changes``; an unknown key raises ``ValueError`` with the closest one."""
+        known = {f.name for f in fields(self)}
+        for key in changes:
+            if key not in known:
+                close = _closest(key, known)
+                hint = f" (did you mean {close}?)" if close else ""
+                raise ValueError(f"unknown config key {key!r}{hint}")
         return dataclasses.replace(self, **changes)
 
     def with_overrides(self, assignments: list[str]) -> Config:
@@ -347,13 +382,17 @@ def parse_value(kind: Any, raw: str, key: str) -> Any:
                 return False
             raise ValueError
         if kind is int:
-            value = float(raw.replace("_", ""))
-            if not value.is_integer():
-                raise ValueError
-            return int(value)
+            return parse_int(raw)
         if kind is float:
             value = float(raw)
             if not math.isfinite(value):
+                raise ValueError
+            return value
+        if typing.get_origin(kind) is dict:
+            if not raw.strip().startswith("{"):  # key=value,key=value
+                return parse_kwargs(raw, key)
+            value = json.loads(raw)
+            if not isinstance(value, dict):
                 raise ValueError
             return value
         if typing.get_origin(kind) is tuple:
@@ -362,6 +401,8 @@ def parse_value(kind: Any, raw: str, key: str) -> Any:
         return raw
     except ValueError:
         name = getattr(kind, "__name__", str(kind))
+        if typing.get_origin(kind) is dict:
+            name = "key=value items separated by commas, or a JSON object"
         raise ValueError(f"{key} expects {name}, got {raw!r}") from None
 
 
@@ -398,6 +439,36 @@ def _optional(kind: Any) -> Any:
     return None
 
 
+def parse_int(raw: str) -> int:
+    """An integer written as digits (``1_000`` too) or as a whole float (``1e6``), exactly.
+
+    Digits are parsed as an integer, not through a float, so a large value keeps its digits and
+    an error message can quote it as given.
+
+    Raises:
+        ValueError: anything else (``2.5``, ``inf``, ``nan``, words).
+    """
+    text = raw.strip().replace("_", "")
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    value = float(text)  # raises ValueError for words
+    if not value.is_integer():
+        raise ValueError(f"not an integer: {raw!r}")
+    return int(value)
+
+
+def check_seed(seed: int, name: str = "seed") -> None:
+    """Raise ``ValueError`` unless ``0 <= seed <= SEED_MAX`` (the range every seeded RNG takes).
+
+    Raises:
+        ValueError: the message names ``name``, the range and the value.
+    """
+    if not 0 <= seed <= SEED_MAX:
+        raise ValueError(f"{name} must be an integer in [0, {SEED_MAX}] (2**32 - 1), got {seed}")
+
+
 def _check_types(config: Config) -> None:
     for name, kind in field_types().items():
         value = getattr(config, name)
@@ -408,7 +479,17 @@ def _check_types(config: Config) -> None:
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             object.__setattr__(config, name, float(value))
             continue
+        # what Python callers pass: total_steps=1e5, hidden=[64, 64]
+        if kind is int and isinstance(value, float) and value.is_integer():
+            value = int(value)
+            object.__setattr__(config, name, value)
         base = typing.get_origin(kind) or kind
+        if base is dict and isinstance(value, str):  # env_kwargs="length=6,num_symbols=5"
+            value = parse_value(kind, value, name)
+            object.__setattr__(config, name, value)
+        if base is tuple and isinstance(value, list):
+            value = tuple(value)
+            object.__setattr__(config, name, value)
         if base is types.UnionType:
             continue
         ok = isinstance(value, base) and not (base is int and isinstance(value, bool))

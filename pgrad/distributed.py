@@ -146,7 +146,8 @@ class RolloutWorker:
     def __init__(self, agent_cls: type, config: Config, seed: int) -> None:
         # Ctrl-C in a terminal reaches the whole process group: let the driver decide what a
         # SIGINT means (checkpoint and stop), and keep collecting until it closes the workers.
-        if hasattr(signal, "SIGINT"):
+        # Only in a Ray actor's process: built anywhere else, the worker leaves SIGINT alone.
+        if hasattr(signal, "SIGINT") and _in_ray_actor():
             with contextlib.suppress(Exception):
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
         torch.set_num_threads(config.torch_threads)
@@ -619,6 +620,17 @@ def _import_in_background(module: str) -> None:
             importlib.import_module(module)
 
     threading.Thread(target=load, daemon=True, name=f"pgrad-import-{module}").start()
+
+
+def _in_ray_actor() -> bool:
+    """Whether this process runs a Ray actor (a worker), not the driver or a plain process."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return False
+    try:
+        return ray.get_runtime_context().get_actor_id() is not None
+    except Exception:  # an old Ray without the call: assume a worker, as before
+        return True
 
 
 def _actor_unavailable(ray: Any) -> type[BaseException] | tuple[()]:

@@ -3,27 +3,46 @@
 from __future__ import annotations
 
 import copy
+import importlib
 import inspect
+import os
 import random
+import sys
+import tracemalloc
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
+from gymnasium import spaces
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
 
 from pgrad.config import Config
 from pgrad.errors import EnvError, first_line
+from pgrad.memory import EnvFootprint, check_env_objects
 
 
 def find_spec(env_id: str) -> gym.envs.registration.EnvSpec:
     """The registered spec of ``env_id``, importing pgrad's own environments first.
 
+    ``module:Env-v0`` (Gymnasium's form) imports ``module`` first, from the current folder too,
+    so that its registrations run.
+
     Raises:
-        EnvError: unknown id (with the closest registered ids as a hint).
+        EnvError: unknown id (with the closest registered ids as a hint), or a module that
+            cannot be imported.
     """
     import pgrad.envs  # noqa: F401  (registers pgrad/...)
 
+    module, sep, name = env_id.rpartition(":")
+    if sep:
+        if os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())
+        try:
+            importlib.import_module(module)
+        except Exception as err:  # the user's module failed: say which, in one line
+            raise EnvError(f"cannot import {module!r} for {env_id}: {first_line(err)}") from None
+        env_id = name
     try:
         return gym.spec(env_id)
     except Exception as err:  # gymnasium raises several error classes for bad ids
@@ -35,11 +54,34 @@ def find_spec(env_id: str) -> gym.envs.registration.EnvSpec:
         raise EnvError(f"unknown environment {env_id!r} ({first}){hint}") from None
 
 
+EXTRAS = {"gymnasium.envs.mujoco": ("mujoco", "mujoco"), "gymnasium.envs.box2d": ("Box2D", "box2d")}
+"""Gymnasium's environment families that need a package of their own: entry-point prefix to
+(the module to import, the pgrad extra that installs it)."""
+
+
+def check_extras(env_id: str, spec: gym.envs.registration.EnvSpec) -> None:
+    """Raise ``EnvError`` naming pgrad's extra when ``env_id`` needs a package that is missing.
+
+    Gymnasium's own message names ``gymnasium[...]``, which leaves out the version bounds
+    pgrad's extras set (``mujoco<4``).
+    """
+    entry = spec.entry_point if isinstance(spec.entry_point, str) else ""
+    for prefix, (module, extra) in EXTRAS.items():
+        if entry.startswith(prefix):
+            try:
+                importlib.import_module(module)
+            except ImportError:
+                raise EnvError(
+                    f"{env_id} needs {module}, which is not installed: pip install 'pgrad[{extra}]'"
+                ) from None
+
+
 def make_vector_env(
     env_id: str,
     num_envs: int,
     vectorization: str = "auto",
     max_episode_steps: int = 0,
+    shared_starts: bool = False,
     env_kwargs: dict[str, Any] | None = None,
     vector_only_kwargs: dict[str, Any] | None = None,
 ) -> VectorEnv:
@@ -49,41 +91,65 @@ def make_vector_env(
         env_id: registered id.
         num_envs: parallel copies.
         vectorization: ``auto`` picks the environment's numpy-vectorised form when it has one
-            (``vector_entry_point``), else ``sync``.
+            (``vector_entry_point``: Gymnasium's, or pgrad's own for the ids in
+            ``pgrad.envs.VECTOR_ENVS``), else ``sync``.
         max_episode_steps: time limit (0 keeps the environment's own).
-        env_kwargs: keyword arguments of the environment (e.g. ``{"length": 6}``).
+        env_kwargs: keyword arguments for the environment's constructor (``gymnasium.make``'s,
+            e.g. ``{"length": 6}``).
+        shared_starts: the caller resets sub-environments with one seed each, equal within a
+            group (the grouped baselines); ``auto`` then skips a numpy-vectorised form that
+            takes only one seed for all (Gymnasium's CartPole draws every start from one RNG),
+            unless that form takes ``group_size`` and shares its groups' instances itself.
         vector_only_kwargs: keyword arguments for a numpy-vectorised form only, each passed
             when its constructor takes it (e.g. ``group_size``); ignored for sync and async.
 
     Observations keep their space (a Dict stays a dict); the policy's encoder reads them.
+
+    Raises:
+        EnvError: an unknown id, an environment that fails to build, or a vectorisation that
+            cannot give ``shared_starts``.
     """
     spec = copy.deepcopy(find_spec(env_id))
+    check_extras(env_id, spec)
     if max_episode_steps > 0:
         spec.max_episode_steps = max_episode_steps
+    spec.kwargs = {**spec.kwargs, **(env_kwargs or {})}
     mode = vectorization
+    ours = numpy_vectorised().get(env_id)
+    if ours is not None and mode in ("auto", "vector_entry_point"):
+        spec.vector_entry_point = ours
     if mode == "auto":
         mode = "vector_entry_point" if spec.vector_entry_point is not None else "sync"
     if mode == "vector_entry_point" and spec.vector_entry_point is None:
         raise EnvError(f"{env_id} has no numpy-vectorised form; use vectorization=sync or async")
+    # a cheap bound before building: a Python object (or a process) per sub-environment can
+    # outgrow memory while Gymnasium builds them, long before the first rollout
+    check_env_objects(env_id, num_envs, mode)
     vector_kwargs = (
         {} if mode == "vector_entry_point" else {"autoreset_mode": AutoresetMode.NEXT_STEP}
     )
-    kwargs = dict(env_kwargs or {})
+    taken: dict[str, Any] = {}  # env_kwargs travel in the spec; these only to a vector form
     if mode == "vector_entry_point" and vector_only_kwargs:
-        kwargs.update(_accepted(spec.vector_entry_point, vector_only_kwargs))
+        taken = _accepted(spec.vector_entry_point, vector_only_kwargs)
     try:
         envs = gym.make_vec(
-            spec,
-            num_envs=num_envs,
-            vectorization_mode=mode,
-            vector_kwargs=vector_kwargs,
-            **kwargs,
+            spec, num_envs=num_envs, vectorization_mode=mode, vector_kwargs=vector_kwargs, **taken
         )
     except EnvError:
         raise
     except Exception as err:
         first = first_line(err)
         raise EnvError(f"cannot make {env_id}: {first}") from None
+    if shared_starts and "group_size" not in taken and not accepts_seed_list(envs):
+        envs.close()
+        if vectorization != "auto":
+            raise EnvError(
+                f"the {mode} form of {env_id} cannot seed each environment, so groups cannot "
+                "share a start (baseline=loo or group); use vectorization=auto or sync"
+            )
+        return make_vector_env(
+            env_id, num_envs, "sync", max_episode_steps, shared_starts, env_kwargs
+        )
     return envs
 
 
@@ -98,6 +164,24 @@ def _accepted(entry_point: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
     except (TypeError, ValueError):
         return {}
     return {k: v for k, v in kwargs.items() if k in parameters}
+
+
+def numpy_vectorised() -> dict[str, str]:
+    """Registered ids with a numpy-vectorised form, each with its ``vector_entry_point``.
+
+    Gymnasium's own (CartPole) and pgrad's (``pgrad.envs.VECTOR_ENVS``, which take precedence).
+    Gymnasium's ``phys2d/`` ids are left out: their vector forms run on JAX.
+    """
+    from pgrad.envs import VECTOR_ENVS
+
+    forms = {
+        env_id: str(spec.vector_entry_point)
+        for env_id, spec in gym.registry.items()
+        if spec.vector_entry_point is not None and spec.namespace != "phys2d"
+    }
+    for env_id, cls in VECTOR_ENVS.items():
+        forms[env_id] = f"{cls.__module__}:{cls.__qualname__}"
+    return forms
 
 
 EPISODE_STEP_CAP = 100_000
@@ -124,12 +208,60 @@ def episode_seeds(envs: VectorEnv, config: Config, update: int) -> int | list[in
     return [derive_seed(config.seed, update, i // per_group) for i in range(config.num_envs)]
 
 
+def probe_env(
+    env_id: str, max_episode_steps: int = 0, env_kwargs: dict[str, Any] | None = None
+) -> EnvFootprint:
+    """Spaces, time limit and the measured size of one ``env_id`` environment.
+
+    Makes the environment twice: the first ``gym.make`` imports its modules and fills caches,
+    the second is measured with ``tracemalloc`` (allocations through Python's allocator; memory
+    a C extension allocates itself, a physics engine's or an emulator's, is not seen).
+
+    Raises:
+        EnvError: unknown id, or an environment that cannot be made.
+    """
+    spec = copy.deepcopy(find_spec(env_id))
+    check_extras(env_id, spec)
+    if max_episode_steps > 0:
+        spec.max_episode_steps = max_episode_steps
+    spec.kwargs = {**spec.kwargs, **(env_kwargs or {})}
+    try:
+        env = gym.make(spec)
+        env.close()
+        already_tracing = tracemalloc.is_tracing()
+        if not already_tracing:
+            tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        try:
+            env = gym.make(spec)
+            env.reset(seed=0)
+            env_bytes = max(tracemalloc.get_traced_memory()[0] - before, 0)
+        finally:
+            if not already_tracing:
+                tracemalloc.stop()
+        obs_space, action_space = env.observation_space, env.action_space
+        env.close()
+    except EnvError:
+        raise
+    except Exception as err:
+        raise EnvError(f"cannot make {env_id}: {first_line(err)}") from None
+    if isinstance(obs_space, spaces.Dict | spaces.Tuple):
+        obs_space = spaces.flatten_space(obs_space)  # as make_vector_env flattens them
+    return EnvFootprint(
+        observation_space=obs_space,
+        action_space=action_space,
+        max_episode_steps=spec.max_episode_steps,
+        env_bytes=env_bytes,
+        vectorized=spec.vector_entry_point is not None,
+    )
+
+
 def accepts_seed_list(envs: VectorEnv) -> bool:
-    """Whether ``envs.reset`` takes one seed per environment (sync and async do, and a
-    vector environment that says so with ``accepts_seed_list = True``)."""
-    unwrapped = envs.unwrapped
-    return isinstance(unwrapped, SyncVectorEnv | AsyncVectorEnv) or bool(
-        getattr(unwrapped, "accepts_seed_list", False)
+    """Whether ``envs.reset`` takes one seed per environment: sync and async do, and so does a
+    vector environment whose class sets ``accepts_seed_list = True`` (pgrad's own)."""
+    base = envs.unwrapped
+    return isinstance(base, SyncVectorEnv | AsyncVectorEnv) or bool(
+        getattr(base, "accepts_seed_list", False)
     )
 
 

@@ -23,7 +23,7 @@ advantages itself: normalisation is :func:`normalize_advantages`, a separate, ch
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -65,6 +65,66 @@ def reinforce_loss(log_prob: Tensor, advantages: Tensor, mask: Tensor | None = N
     """
     _check_same_shape(log_prob=log_prob, advantages=advantages, mask=mask)
     return -_masked_mean(log_prob * advantages.detach(), mask)
+
+
+def clipped_surrogate_loss(
+    log_prob: Tensor,
+    old_log_prob: Tensor,
+    advantages: Tensor,
+    clip_coef: float,
+    mask: Tensor | None = None,
+) -> Tensor:
+    """PPO's clipped surrogate objective, as a loss (Schulman et al., 2017, eq. 7)::
+
+        r_t  = exp(log pi(a_t|s_t) - log pi_old(a_t|s_t))
+        loss = -mean_{mask}( min(r_t A_t, clip(r_t, 1 - eps, 1 + eps) A_t) )
+
+    The minimum makes the objective a pessimistic bound on the unclipped one: a step gains
+    nothing from moving ``r_t`` beyond ``1 + eps`` where ``A_t > 0`` nor below ``1 - eps`` where
+    ``A_t < 0``, and those samples give no gradient; where the change makes things worse the
+    unclipped term is kept. At ``pi = pi_old`` (``r_t = 1``, nothing clipped) the gradient is
+    the REINFORCE one, ``-mean(grad log pi(a_t|s_t) A_t)``.
+
+    =================  ========  ====================================================
+    argument           shape     meaning
+    =================  ========  ====================================================
+    ``log_prob``       ``[*B]``  ``log pi(a_t|s_t)`` under the policy being updated
+    ``old_log_prob``   ``[*B]``  ``log pi_old(a_t|s_t)``, when the data was collected
+    ``advantages``     ``[*B]``  ``A_t``; constants
+    ``mask``           ``[*B]``  bool (or 0/1): real transitions
+    returned           ``[]``    the loss
+    =================  ========  ====================================================
+
+    Args:
+        log_prob: log-probabilities of the actions taken, with gradient.
+        old_log_prob: their log-probabilities under the policy that collected them (detached).
+        advantages: advantages, same shape (detached).
+        clip_coef: ``eps``, ``> 0``.
+        mask: bool (or 0/1) of the same shape; ``None`` uses every entry.
+
+    Returns:
+        The scalar loss.
+
+    Raises:
+        ValueError: if the shapes differ or ``clip_coef <= 0``.
+
+    Example:
+        >>> log_prob = torch.log(torch.tensor([1.5, 0.5]))
+        >>> clipped_surrogate_loss(log_prob, torch.zeros(2), torch.tensor([1.0, -1.0]), 0.2)
+        tensor(-0.2000)
+    """
+    if not clip_coef > 0:
+        raise ValueError(f"clip_coef must be > 0, got {clip_coef!r}")
+    _check_same_shape(
+        log_prob=log_prob, old_log_prob=old_log_prob, advantages=advantages, mask=mask
+    )
+    advantages = advantages.detach()
+    log_ratio = log_prob - old_log_prob.detach()
+    if mask is not None:  # before exp: a masked-out nan would give a nan gradient (0 * nan)
+        log_ratio = torch.where(_as_bool(mask, "mask"), log_ratio, 0.0)
+    ratio = torch.exp(log_ratio)
+    clipped = ratio.clamp(1.0 - clip_coef, 1.0 + clip_coef)
+    return -_masked_mean(torch.minimum(ratio * advantages, clipped * advantages), mask)
 
 
 def entropy_bonus(
@@ -129,6 +189,45 @@ def value_loss(values: Tensor, targets: Tensor, mask: Tensor | None = None) -> T
     return _masked_mean(0.5 * (values - targets.detach()).square(), mask)
 
 
+def clipped_value_loss(
+    values: Tensor,
+    old_values: Tensor,
+    targets: Tensor,
+    clip: float,
+    mask: Tensor | None = None,
+) -> Tensor:
+    """The critic loss with PPO's value clipping (as in OpenAI Baselines' ``ppo2``)::
+
+        V_clip = V_old + clip(V - V_old, -c, c)
+        loss   = mean_{mask}( 0.5 * max((V - R)^2, (V_clip - R)^2) )
+
+    Like the policy's clipped objective, a pessimistic bound: moving ``V(s)`` more than ``c``
+    away from the value it had when the rollout was prepared earns nothing. Note that ``c`` is
+    in the units of the returns (scale the rewards, or pick ``c`` to match); Andrychowicz et al.
+    (2021, "What Matters in On-Policy RL") found it does not help and can hurt.
+
+    Args:
+        values: critic outputs ``[*B]``, with gradient.
+        old_values: the critic's outputs when the rollout was prepared, same shape (detached).
+        targets: regression targets, same shape (detached).
+        clip: ``c``, ``> 0``.
+        mask: bool (or 0/1) of the same shape; ``None`` uses every entry.
+
+    Returns:
+        The scalar loss.
+
+    Raises:
+        ValueError: if the shapes differ or ``clip <= 0``.
+    """
+    if not clip > 0:
+        raise ValueError(f"clip must be > 0, got {clip!r}")
+    _check_same_shape(values=values, old_values=old_values, targets=targets, mask=mask)
+    old_values, targets = old_values.detach(), targets.detach()
+    clipped = old_values + (values - old_values).clamp(-clip, clip)
+    squared = torch.maximum((values - targets).square(), (clipped - targets).square())
+    return _masked_mean(0.5 * squared, mask)
+
+
 def normalize_advantages(
     advantages: Tensor, mask: Tensor | None = None, eps: float = 1e-8
 ) -> Tensor:
@@ -155,11 +254,12 @@ def normalize_advantages(
         raise ValueError(f"eps must be >= 0, got {eps!r}")
     _check_same_shape(advantages=advantages, mask=mask)
     advantages = advantages.detach()
+    if mask is None:  # one fused reduction (PPO calls this on every minibatch)
+        std, mean = torch.std_mean(advantages, correction=0)
+        return (advantages - mean) / (std + eps)
     mean = _masked_mean(advantages, mask)
     std = _masked_mean((advantages - mean).square(), mask).sqrt()
     normalized = (advantages - mean) / (std + eps)
-    if mask is None:
-        return normalized
     return torch.where(_as_bool(mask, "mask"), normalized, 0.0)
 
 
@@ -348,16 +448,20 @@ class LossParts:
         policy: the policy loss (:func:`reinforce_loss`).
         entropy: the mean entropy (:func:`entropy_bonus`), before its coefficient.
         value: the critic loss (:func:`value_loss`), ``None`` without a critic.
+        extras: anything else the loss measured, keyed by its full TensorBoard tag
+            (``diagnostics/approx_kl``); scalars, logged once per update as their mean over
+            the update's steps, or their maximum for a tag that ends in ``_max``.
     """
 
     total: Tensor
     policy: Tensor
     entropy: Tensor
     value: Tensor | None = None
+    extras: dict[str, Tensor] = field(default_factory=dict)
 
     def scalars(self) -> dict[str, float]:
-        """Python floats keyed by the ``losses/`` TensorBoard tag names; no ``value_loss`` key
-        without a critic."""
+        """Python floats: the parts keyed by their ``losses/`` tag names without the prefix (no
+        ``value_loss`` key without a critic), and the ``extras`` by their full tags."""
         out = {
             "total_loss": float(self.total.detach()),
             "policy_loss": float(self.policy.detach()),
@@ -365,17 +469,26 @@ class LossParts:
         }
         if self.value is not None:
             out["value_loss"] = float(self.value.detach())
+        out.update({tag: float(value.detach()) for tag, value in self.extras.items()})
         return out
 
     @staticmethod
     def mean_scalars(steps: list[tuple[LossParts, float]]) -> dict[str, float]:
-        """The ``losses/`` scalars and ``diagnostics/grad_norm`` averaged over an update's
-        optimizer steps, given as ``(parts, grad_norm)`` pairs."""
+        """The scalars and ``diagnostics/grad_norm`` over an update's optimizer steps, given as
+        ``(parts, grad_norm)`` pairs: the mean of each, the maximum of a tag ending in ``_max``.
+        A key without a ``/`` is a part of the loss and goes under ``losses/``."""
         rows = [
-            {**{f"losses/{k}": v for k, v in parts.scalars().items()}, "diagnostics/grad_norm": g}
+            {
+                **{(k if "/" in k else f"losses/{k}"): v for k, v in parts.scalars().items()},
+                "diagnostics/grad_norm": g,
+            }
             for parts, g in steps
         ]
-        return {key: sum(row[key] for row in rows) / len(rows) for key in rows[0]}
+        out: dict[str, float] = {}
+        for key in dict.fromkeys(k for row in rows for k in row):  # a key from any step
+            values = [row[key] for row in rows if key in row]
+            out[key] = max(values) if key.endswith("_max") else sum(values) / len(values)
+        return out
 
 
 def _masked_mean(x: Tensor, mask: Tensor | None) -> Tensor:
@@ -402,6 +515,8 @@ def _check_same_shape(**tensors: Tensor | None) -> None:
 __all__ = [
     "AGGREGATIONS",
     "LossParts",
+    "clipped_surrogate_loss",
+    "clipped_value_loss",
     "entropy_bonus",
     "explained_variance",
     "kl_k1",

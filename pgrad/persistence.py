@@ -2,12 +2,13 @@
 
 A checkpoint (``pgrad.checkpoint`` writes and reads it, atomically and safely) holds the policy
 and critic weights (observation statistics included), the optimizer, the algorithm's state
-(a moving-average baseline), the step and update counters, the RNG states and the config.
+(a moving-average baseline), the reward scaler's statistics, the step and update counters, the RNG states and the config.
 Schedules are functions of the step, so they need no state of their own.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,9 @@ class Persistence:
 
     @classmethod
     def spec(cls) -> str:
-        """``module:Class`` naming this agent class."""
-        return f"{cls.__module__}:{cls.__qualname__}"
+        """``module:Class`` naming this agent class, or ``/path/file.py:Class`` for a class
+        loaded from a file by ``pgrad train --agent`` (its ``source``)."""
+        return cls.__dict__.get("source") or f"{cls.__module__}:{cls.__qualname__}"
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -35,6 +37,9 @@ class Persistence:
             "critic": self.critic.state_dict() if self.critic is not None else None,
             "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
             "algorithm": self.algorithm.state_dict(),
+            "reward_scaler": (
+                self.reward_scaler.state_dict() if self.reward_scaler is not None else None
+            ),
             "global_step": self.global_step,
             "updates": self.updates,
             "weights_version": self.weights_version,
@@ -55,6 +60,8 @@ class Persistence:
         # format 1 kept the moving-average baseline at the top level
         algorithm = state.get("algorithm", {"ema": state["ema"]} if "ema" in state else {})
         self.algorithm.load_state_dict(algorithm)
+        if self.reward_scaler is not None and state.get("reward_scaler") is not None:
+            self.reward_scaler.load_state_dict(state["reward_scaler"])
         self.global_step = int(state.get("global_step", 0))
         self.updates = int(state.get("updates", 0))
         self.weights_version = int(state.get("weights_version", self.updates))
@@ -135,4 +142,11 @@ def _fit_detail(err: BaseException) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if len(lines) <= 1:
         return first_line(err)
-    return "; ".join(lines[1:])[:500].rstrip(". ")
+    detail = "; ".join(line.rstrip(".;") for line in lines[1:])
+    detail = re.sub(
+        r"copying a param with shape torch.Size\((\[[^]]*\])\) from checkpoint, the shape in "
+        r"current model is torch.Size\((\[[^]]*\])\)",
+        r"checkpoint \1, agent \2",
+        detail,
+    )
+    return detail[:500]

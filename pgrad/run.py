@@ -23,13 +23,20 @@ def pick_device(name: str) -> torch.device:
     """``auto`` (CUDA when torch sees it, else the CPU), or the named torch device.
 
     Raises:
-        ValueError: CUDA asked for but not available.
+        ValueError: a CUDA or MPS device asked for that torch does not see.
     """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device=cuda but torch sees no CUDA device; use --device cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device={name} but torch sees no CUDA device; use --device cpu")
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"device={name} but torch sees {count} CUDA device(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={name} but this torch has no MPS device; use --device cpu")
+    return device
 
 
 def default_run_dir(env_id: str, agent_name: str, seed: int, root: str | Path = "runs") -> Path:
@@ -52,8 +59,8 @@ def open_run(agent: Any, total: int) -> Logger:
     run_dir: Path = agent.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     config_path = run_dir / "config.json"
-    if not config_path.exists():
-        config_path.write_text(agent.config.to_json() + "\n")
+    # rewritten on resume too: an extended run's config holds its new total_steps
+    config_path.write_text(agent.config.to_json() + "\n")
     (run_dir / "agent.txt").write_text(agent.spec() + "\n")
     step = agent.global_step
     if not agent.quiet:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import signal
 import warnings
 
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from gymnasium import spaces
 from gymnasium.envs.registration import register, registry
+
+from pgrad import Agent
 
 warnings.filterwarnings("ignore", category=UserWarning, module="gymnasium")
 
@@ -59,3 +63,33 @@ for env_id, kwargs in TEST_ENVS.items():
 @pytest.fixture
 def run_root(tmp_path):
     return tmp_path / "runs"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch):
+    """Each test leaves the process as it found it.
+
+    Every agent built during the test has its vector environment closed afterwards (async ones
+    hold subprocesses). Torch's thread count, which an agent sets from its config, is restored.
+    A test that leaves SIGINT's handler changed fails, after the handler is put back, so that
+    Ctrl-C still stops the rest of the session.
+    """
+    handler = signal.getsignal(signal.SIGINT)
+    threads = torch.get_num_threads()
+    agents: list[Agent] = []
+    build = Agent.__init__
+
+    def build_and_track(self, *args, **kwargs):
+        agents.append(self)
+        build(self, *args, **kwargs)
+
+    monkeypatch.setattr(Agent, "__init__", build_and_track)
+    yield
+    for agent in agents:
+        envs = getattr(agent, "envs", None)
+        if envs is not None:
+            envs.close()
+    torch.set_num_threads(threads)
+    leaked = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, handler)
+    assert leaked == handler, f"the test left SIGINT's handler set to {leaked!r}"

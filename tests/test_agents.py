@@ -1,4 +1,4 @@
-"""Agents: every agent on every action space, the collector's episode handling, persistence."""
+"""Agents: every agent on every action space, persistence, hooks, diagnostics."""
 
 from __future__ import annotations
 
@@ -93,63 +93,6 @@ def test_unsupported_action_space_names_it(tmp_path):
         policy_for(4, spaces.Tuple((spaces.Discrete(2), spaces.Discrete(3))))
     with pytest.raises(EnvError, match="unknown environment"):
         A2C(env_id="NoSuchEnv-v9")
-
-
-def test_collector_masks_dead_transition_and_keeps_final_observation():
-    """Next-step autoreset: the step after an episode ends is dead; obs[t+1] is the final obs."""
-    agent = A2C(
-        env_id="CartPole-v1",
-        num_envs=3,
-        num_steps=200,
-        quiet=True,
-        max_episode_steps=20,
-        vectorization="sync",
-    )
-    rollout = agent.collect()
-    done = rollout.terminated | rollout.truncated
-    assert done.any()
-    t_idx, n_idx = torch.nonzero(done[:-1], as_tuple=True)
-    # the transition after every ended episode is masked out, and carries no reward
-    assert not rollout.mask[t_idx + 1, n_idx].any()
-    assert (rollout.rewards[t_idx + 1, n_idx] == 0).all()
-    # time-limit episodes last exactly 20 real steps
-    trunc_t, trunc_n = torch.nonzero(rollout.truncated, as_tuple=True)
-    assert len(trunc_t) > 0
-    for t, n in zip(trunc_t.tolist(), trunc_n.tolist()):
-        start = t
-        while start > 0 and not done[start - 1, n]:
-            start -= 1
-        # from a reset (start 0) or a dead step (masked), 20 real steps reach the time limit
-        assert rollout.mask[start : t + 1, n].sum() == 20
-    # the stored final observation differs from the reset observation that follows it
-    assert not torch.equal(rollout.obs[t_idx + 1, n_idx], rollout.obs[t_idx + 2, n_idx])
-    assert rollout.mask.sum() < rollout.mask.numel()
-    assert sum(rollout.episode_lengths) <= int(rollout.mask.sum())
-
-
-def test_episode_rollouts_hold_one_whole_episode_per_env():
-    agent = Reinforce(env_id="CartPole-v1", num_envs=5, quiet=True, vectorization="sync")
-    rollout = agent.collect()
-    assert len(rollout.episode_returns) == 5
-    per_env_len = rollout.mask.sum(0)
-    assert sorted(per_env_len.tolist()) == sorted(rollout.episode_lengths)
-    # CartPole pays 1 per step: each return equals its episode's length
-    assert sorted(rollout.episode_returns) == sorted(float(x) for x in rollout.episode_lengths)
-
-
-def test_groups_start_from_identical_resets():
-    agent = Reinforce(
-        env_id="pgradtest/BoxAction-v0",
-        num_envs=4,
-        group_size=2,
-        baseline="loo",
-        quiet=True,
-        vectorization="sync",
-    )
-    rollout = agent.collect()
-    first = rollout.obs[0]
-    assert torch.equal(first[0], first[1]) and torch.equal(first[2], first[3])
-    assert not torch.equal(first[0], first[2])
 
 
 def test_save_load_roundtrip_and_same_actions(tmp_path):
@@ -284,3 +227,42 @@ def test_observation_normalisation_is_saved_with_the_weights(optimizer, tmp_path
     torch.testing.assert_close(loaded.obs_norm.mean, agent.obs_norm.mean, rtol=0, atol=0)
     obs = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
     assert np.array_equal(agent.act(obs, deterministic=True), loaded.act(obs, deterministic=True))
+
+
+@pytest.mark.parametrize("vectorization", ["auto", "sync", "async"])
+@pytest.mark.parametrize("baseline", ["loo", "group"])
+def test_grouped_baselines_share_starts_on_every_vectorisation(vectorization, baseline):
+    agent = Reinforce(
+        env_id="CartPole-v1",
+        baseline=baseline,
+        group_size=4,
+        num_envs=8,
+        vectorization=vectorization,
+        quiet=True,
+    )
+    rollout = agent.collect()
+    first = rollout.obs[0]
+    for group in first.split(4):
+        assert torch.equal(group, group[:1].expand_as(group)), group
+    assert not torch.equal(first[0], first[4])
+    agent.update(rollout)
+    assert not torch.equal(first, agent.collect().obs[0])  # the next update: new starts
+    agent.envs.close()
+
+
+def test_grouped_baseline_refuses_a_vectorisation_that_cannot_share_starts():
+    from pgrad.errors import EnvError
+
+    with pytest.raises(EnvError, match="cannot seed each environment"):
+        Reinforce(baseline="loo", vectorization="vector_entry_point", num_envs=8, quiet=True)
+
+
+def test_advantage_statistics_are_logged_before_normalisation():
+    agent = Reinforce(baseline="none", normalize_advantages=True, num_envs=4, quiet=True)
+    rollout = agent.collect()
+    batch = agent.prepare(rollout)
+    returns = batch.returns[rollout.mask]
+    assert batch.stats["diagnostics/advantage_mean"] == pytest.approx(float(returns.mean()))
+    assert batch.stats["diagnostics/advantage_std"] == pytest.approx(float(returns.std()))
+    assert float(batch.advantages[rollout.mask].mean()) == pytest.approx(0.0, abs=1e-5)
+    agent.envs.close()

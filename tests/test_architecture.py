@@ -234,3 +234,33 @@ def test_a_full_disk_keeps_the_previous_checkpoint_and_stops_in_one_line(tmp_pat
     assert ckpt.latest_loadable(folder)[0] == before
     assert not list(folder.glob(".*.tmp"))  # no partial file left behind
     agent.envs.close()
+
+
+def test_the_python_api_takes_what_python_users_pass():
+    config = Config(hidden=[32, 32], total_steps=1e5, num_envs=4.0)
+    assert config.hidden == (32, 32) and config.total_steps == 100_000 and config.num_envs == 4
+    assert isinstance(config.total_steps, int)
+    for bad in (1e5 + 0.5,):
+        with pytest.raises(ValueError, match="total_steps must be int"):
+            Config(total_steps=bad)
+    assert Config(device="cuda:1").device == "cuda:1" and Config(device="mps").device == "mps"
+    with pytest.raises(ValueError, match="device must be auto, cpu, cuda, cuda:N or mps"):
+        Config(device="gpu")
+    with pytest.raises(ValueError, match="torch sees no CUDA device|torch sees 0 CUDA"):
+        A2C(device="cuda:1", num_envs=1, quiet=True)
+
+
+def test_fixed_length_rollouts_without_a_critic_are_refused():
+    """Cut episodes would bootstrap from 0: a biased return, refused in one line."""
+    for baseline in ("none", "ema", "loo", "group"):
+        with pytest.raises(ValueError, match="rollout=steps needs baseline=value"):
+            Config(rollout="steps", baseline=baseline, group_size=2)
+    result = run_cli("train", "--agent", "a2c", "--set", "baseline=ema", cwd=ROOT)
+    assert_clean_error(result, "rollout=steps needs baseline=value")
+
+
+def test_config_typos_get_the_closest_key():
+    with pytest.raises(
+        ValueError, match=r"unknown config key 'lerning_rate' \(did you mean learning_rate\?\)"
+    ):
+        A2C(lerning_rate=1e-3, quiet=True)

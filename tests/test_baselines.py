@@ -126,6 +126,24 @@ def test_leave_one_out_masked_entries_count_as_zero():
     torch.testing.assert_close(leave_one_out(returns, 4, mask.float()), expected)
 
 
+def test_leave_one_out_masked_over_time_and_groups():
+    # [T, N] = [2, 4], groups of 2: each entry's baseline is its partner's return at that step,
+    # or 0 where the partner is masked out.
+    returns = torch.tensor([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]])
+    mask = torch.tensor([[True, True, False, True], [True, False, True, True]])
+    expected = torch.tensor([[2.0, 1.0, 4.0, 0.0], [0.0, 5.0, 8.0, 7.0]])
+    torch.testing.assert_close(leave_one_out(returns, 2, mask), expected)
+    # one dimension: [N]
+    torch.testing.assert_close(leave_one_out(returns[0], 2, mask[0]), expected[0])
+
+
+def test_leave_one_out_names_itself_and_a_bad_mask_in_its_errors():
+    with pytest.raises(ValueError, match=r"^leave_one_out needs an integer group_size >= 2"):
+        leave_one_out(torch.zeros(4), 1)
+    with pytest.raises(ValueError, match=r"mask must be bool or 0/1, got values such as \[2.0\]"):
+        leave_one_out(torch.zeros(2), 2, torch.tensor([1.0, 2.0]))
+
+
 def test_leave_one_out_baseline_ignores_own_return():
     gen = torch.Generator().manual_seed(0)
     returns = torch.randn(5, 12, generator=gen)
@@ -190,6 +208,19 @@ def test_group_normalize_groups_have_zero_mean_unit_variance():
     out = group_normalize(torch.randn(3, 20, generator=gen) * 7 + 3, 5).unflatten(-1, (4, 5))
     torch.testing.assert_close(out.mean(-1), torch.zeros(3, 4), atol=1e-6, rtol=0)
     torch.testing.assert_close(out.std(-1, correction=0), torch.ones(3, 4), atol=1e-6, rtol=0)
+
+
+def test_group_normalize_eps_is_added_to_the_std():
+    # Group (1, 3): mean 2, population std 1; eps = 0.5 divides by 1.5.
+    out = group_normalize(torch.tensor([1.0, 3.0]), 2, eps=0.5)
+    torch.testing.assert_close(out, torch.tensor([-1.0, 1.0]) / 1.5)
+
+
+def test_group_normalize_names_itself_in_its_errors():
+    with pytest.raises(ValueError, match=r"^group_normalize needs an integer group_size >= 2"):
+        group_normalize(torch.zeros(4), 1)
+    with pytest.raises(ValueError, match=r"^group_normalize: the last dimension"):
+        group_normalize(torch.zeros(5), 2)
 
 
 def test_group_normalize_rejects_negative_eps():
@@ -360,3 +391,15 @@ def test_greedy_rollout_baseline_state_round_trip_and_validation():
             GreedyRolloutBaseline(Scale(1.0), greedy_reward, alpha=alpha)
     with pytest.raises(ValueError, match="rewards \\[B\\] with B >= 2"):
         baseline.update(Scale(1.0), torch.ones(1))
+
+
+def test_ema_with_decay_zero_keeps_only_the_last_batch():
+    baseline = EMABaseline(decay=0.0)
+    baseline.update(torch.tensor([1.0]))
+    baseline.update(torch.tensor([3.0, 5.0]))
+    assert baseline.value == 4.0
+
+
+def test_ema_names_a_mask_that_is_not_zero_or_one():
+    with pytest.raises(ValueError, match=r"mask must be bool or 0/1, got values such as \[2.0\]"):
+        EMABaseline().update(torch.ones(2), torch.tensor([1.0, 2.0]))

@@ -1,4 +1,5 @@
-"""The collector's batched bookkeeping and the policies' fast sampler, against plain references."""
+"""The collector: dead transitions, whole episodes, grouped resets, batched bookkeeping, and the
+policies' fast sampler against plain references."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from pgrad import A2C
+from pgrad import A2C, Reinforce
 from pgrad.policies import GumbelCategorical
 from pgrad.rollout import Collector, Rollout
 
@@ -85,3 +86,60 @@ def test_non_finite_reward_names_env_and_step():
     rewards[2, 1] = math.nan
     with pytest.raises(ValueError, match="reward nan from environment 1 at step 106"):
         agent.collector._check_rewards(rewards, step_offset=100)
+
+
+def test_collector_masks_dead_transition_and_keeps_final_observation():
+    """Next-step autoreset: the step after an episode ends is dead; obs[t+1] is the final obs."""
+    agent = A2C(
+        env_id="CartPole-v1",
+        num_envs=3,
+        num_steps=200,
+        quiet=True,
+        max_episode_steps=20,
+        vectorization="sync",
+    )
+    rollout = agent.collect()
+    done = rollout.terminated | rollout.truncated
+    assert done.any()
+    t_idx, n_idx = torch.nonzero(done[:-1], as_tuple=True)
+    # the transition after every ended episode is masked out, and carries no reward
+    assert not rollout.mask[t_idx + 1, n_idx].any()
+    assert (rollout.rewards[t_idx + 1, n_idx] == 0).all()
+    # time-limit episodes last exactly 20 real steps
+    trunc_t, trunc_n = torch.nonzero(rollout.truncated, as_tuple=True)
+    assert len(trunc_t) > 0
+    for t, n in zip(trunc_t.tolist(), trunc_n.tolist()):
+        start = t
+        while start > 0 and not done[start - 1, n]:
+            start -= 1
+        # from a reset (start 0) or a dead step (masked), 20 real steps reach the time limit
+        assert rollout.mask[start : t + 1, n].sum() == 20
+    # the stored final observation differs from the reset observation that follows it
+    assert not torch.equal(rollout.obs[t_idx + 1, n_idx], rollout.obs[t_idx + 2, n_idx])
+    assert rollout.mask.sum() < rollout.mask.numel()
+    assert sum(rollout.episode_lengths) <= int(rollout.mask.sum())
+
+
+def test_episode_rollouts_hold_one_whole_episode_per_env():
+    agent = Reinforce(env_id="CartPole-v1", num_envs=5, quiet=True, vectorization="sync")
+    rollout = agent.collect()
+    assert len(rollout.episode_returns) == 5
+    per_env_len = rollout.mask.sum(0)
+    assert sorted(per_env_len.tolist()) == sorted(rollout.episode_lengths)
+    # CartPole pays 1 per step: each return equals its episode's length
+    assert sorted(rollout.episode_returns) == sorted(float(x) for x in rollout.episode_lengths)
+
+
+def test_groups_start_from_identical_resets():
+    agent = Reinforce(
+        env_id="pgradtest/BoxAction-v0",
+        num_envs=4,
+        group_size=2,
+        baseline="loo",
+        quiet=True,
+        vectorization="sync",
+    )
+    rollout = agent.collect()
+    first = rollout.obs[0]
+    assert torch.equal(first[0], first[1]) and torch.equal(first[2], first[3])
+    assert not torch.equal(first[0], first[2])

@@ -152,7 +152,7 @@ def _mse(net: nn.Sequential, x: torch.Tensor, y: torch.Tensor) -> float:
         return F.mse_loss(net(x), y).item()
 
 
-def test_quantisation_aware_training_matches_full_precision() -> None:
+def test_quantisation_aware_training_beats_post_training_quantisation() -> None:
     seed = 0
     generator = torch.Generator().manual_seed(seed)
     x_train = torch.rand(512, 2, generator=generator) * 2 - 1
@@ -177,13 +177,14 @@ def test_quantisation_aware_training_matches_full_precision() -> None:
     mse_no_gradient = _mse(no_gradient, x_test, y_test)
 
     # The grid's rounding noise (variance (1/8)^2 / 12 per unit) sets a floor that no training
-    # removes, hence the absolute slack: 5e-3 is 2% of Var(y) ~ 0.24.
-    bound = 1.5 * mse_full + 5e-3
-    assert mse_quantised <= bound, (
-        f"QAT test MSE {mse_quantised:.2e} > 1.5 * full-precision {mse_full:.2e} + 5e-3"
+    # removes: measured with seed 0, full precision 8.7e-5, QAT 1.7e-3 (19x), post-training
+    # quantisation 5.1e-3 (58x). QAT must stay within 25x of its twin and 2.5x below quantising
+    # the trained twin after the fact; post-training quantisation fails both.
+    assert mse_quantised <= 25 * mse_full, (
+        f"QAT test MSE {mse_quantised:.2e} > 25 * full-precision {mse_full:.2e}"
     )
-    assert mse_quantised <= 0.5 * mse_post_training, (
-        f"QAT MSE {mse_quantised:.2e} not below half of post-training quantisation "
+    assert 2.5 * mse_quantised <= mse_post_training, (
+        f"QAT MSE {mse_quantised:.2e} not 2.5x below post-training quantisation "
         f"{mse_post_training:.2e}"
     )
     # Without the STE, round's zero gradient freezes both hidden layers.

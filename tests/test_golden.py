@@ -28,7 +28,7 @@ import pytest
 import torch
 
 from pgrad import A2C, Reinforce
-from pgrad.agents import Acrobot, CartPole, CartPoleFast, Pendulum
+from pgrad.agents import Acrobot, CartPole, CartPoleFast, Pendulum, PendulumA2C
 
 from helpers import all_scalars
 
@@ -38,7 +38,8 @@ CASES = {
     "cartpole": (CartPole, {"total_steps": 6_000}),
     "cartpole-fast": (CartPoleFast, {"total_steps": 3 * 8_192}),
     "acrobot": (Acrobot, {"total_steps": 16 * 16 * 12}),
-    "pendulum": (Pendulum, {"total_steps": 16 * 8 * 12}),
+    "pendulum": (PendulumA2C, {"total_steps": 16 * 8 * 12}),
+    "pendulum-ppo": (Pendulum, {"total_steps": 4 * 256 * 2, "num_steps": 256}),
     "dict-obs-a2c": (
         A2C,
         {"env_id": "pgradtest/DictObs-v0", "num_envs": 4, "num_steps": 8, "total_steps": 640},

@@ -1,4 +1,4 @@
-"""Tests for pgrad.losses and pgrad.schedules: hand cases, masks, gradients, validation."""
+"""Tests for pgrad.losses: hand cases, masks, gradients, validation."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from pgrad.losses import (
     reinforce_loss,
     value_loss,
 )
-from pgrad.schedules import constant_schedule, linear_schedule, schedule_value
 
 # --- reinforce_loss -----------------------------------------------------------------------------
 
@@ -60,7 +59,11 @@ def test_reinforce_loss_detaches_advantages():
 
 
 def test_reinforce_loss_rejects_broadcasting_shapes():
-    with pytest.raises(ValueError, match=r"log_prob \(4, 3\), advantages \(4, 3, 1\)"):
+    message = (
+        r"^shapes must match exactly, got log_prob \(4, 3\), advantages \(4, 3, 1\) "
+        r"\(broadcasting them would silently pair the wrong entries\)$"
+    )
+    with pytest.raises(ValueError, match=message):
         reinforce_loss(torch.zeros(4, 3), torch.zeros(4, 3, 1))
     with pytest.raises(ValueError, match=r"mask \(4,\)"):
         reinforce_loss(torch.zeros(4, 3), torch.zeros(4, 3), torch.ones(4, dtype=torch.bool))
@@ -117,7 +120,11 @@ def test_entropy_bonus_fallback_gradient_is_unbiased():
 
 
 def test_entropy_bonus_fallback_needs_log_prob():
-    with pytest.raises(ValueError, match="NoEntropyCategorical has no closed-form entropy"):
+    message = (
+        "^NoEntropyCategorical has no closed-form entropy; pass log_prob of sampled actions for "
+        "the single-sample estimate$"
+    )
+    with pytest.raises(ValueError, match=message):
         entropy_bonus(NoEntropyCategorical(logits=torch.zeros(3, 2)))
 
 
@@ -127,6 +134,8 @@ def test_entropy_bonus_catches_normal_without_independent():
     entropy_bonus(Independent(Normal(loc, 1.0), 1), log_prob)  # fine: [4, 3] both
     with pytest.raises(ValueError, match=r"entropy \(4, 3, 2\), log_prob \(4, 3\)"):
         entropy_bonus(Normal(loc, 1.0), log_prob)
+    with pytest.raises(ValueError, match=r"mask \(4,\)"):
+        entropy_bonus(Independent(Normal(loc, 1.0), 1), mask=torch.ones(4, dtype=torch.bool))
 
 
 # --- value_loss -----------------------------------------------------------------------------------
@@ -148,6 +157,11 @@ def test_value_loss_by_hand():
 def test_value_loss_rejects_broadcasting_shapes():
     with pytest.raises(ValueError, match=r"values \(5, 2, 1\), targets \(5, 2\)"):
         value_loss(torch.zeros(5, 2, 1), torch.zeros(5, 2))
+
+
+def test_value_loss_rejects_a_mask_of_another_shape():
+    with pytest.raises(ValueError, match=r"mask \(3,\)"):
+        value_loss(torch.zeros(2), torch.zeros(2), torch.ones(3, dtype=torch.bool))
 
 
 # --- normalize_advantages ---------------------------------------------------------------------
@@ -176,6 +190,32 @@ def test_normalize_advantages_constant_and_validation():
         normalize_advantages(torch.zeros(3), eps=-1e-3)
 
 
+def test_normalize_advantages_eps_is_added_to_the_std():
+    advantages = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    centred = advantages - 2.5
+    out = normalize_advantages(advantages, eps=0.5)
+    torch.testing.assert_close(out, centred / (math.sqrt(1.25) + 0.5))
+    # the default eps is tiny: next to eps = 0 it changes nothing visible
+    torch.testing.assert_close(
+        normalize_advantages(advantages), centred / math.sqrt(1.25), rtol=1e-6, atol=0
+    )
+
+
+@pytest.mark.parametrize(
+    "loss",
+    [
+        lambda mask: reinforce_loss(torch.zeros(2), torch.zeros(2), mask),
+        lambda mask: value_loss(torch.zeros(2), torch.zeros(2), mask),
+        lambda mask: normalize_advantages(torch.zeros(2), mask),
+        lambda mask: explained_variance(torch.zeros(2), torch.ones(2), mask),
+    ],
+    ids=["reinforce_loss", "value_loss", "normalize_advantages", "explained_variance"],
+)
+def test_a_mask_that_is_not_zero_or_one_is_named(loss):
+    with pytest.raises(ValueError, match=r"mask must be bool or 0/1, got values such as \[2.0\]"):
+        loss(torch.tensor([1.0, 2.0]))
+
+
 # --- explained_variance ---------------------------------------------------------------------------
 
 
@@ -198,6 +238,20 @@ def test_explained_variance_masked():
     assert math.isnan(explained_variance(values, targets, torch.zeros(3)))
 
 
+@pytest.mark.parametrize(
+    ("shapes", "message"),
+    [
+        (((3,), (4,), None), r"values \(3,\), targets \(4,\)"),
+        (((4,), (3,), None), r"values \(4,\), targets \(3,\)"),
+        (((4,), (4,), (5,)), r"values \(4,\), targets \(4,\), mask \(5,\)"),
+    ],
+)
+def test_explained_variance_names_mismatched_shapes(shapes, message):
+    values, targets, mask = (None if shape is None else torch.ones(shape) for shape in shapes)
+    with pytest.raises(ValueError, match=message):
+        explained_variance(values, targets, mask)
+
+
 # --- LossParts ------------------------------------------------------------------------------------
 
 
@@ -216,36 +270,3 @@ def test_loss_parts_scalars():
     }
     no_critic = LossParts(torch.tensor(1.0), torch.tensor(1.0), torch.tensor(0.0))
     assert "value_loss" not in no_critic.scalars()
-
-
-# --- schedules ----------------------------------------------------------------------------------
-
-
-def test_constant_schedule():
-    schedule = constant_schedule(0.01)
-    assert [schedule(p) for p in (0.0, 0.5, 1.0, 7.0)] == [0.01] * 4
-
-
-def test_linear_schedule_interpolates_and_clamps():
-    schedule = linear_schedule(1.0, 0.0)
-    assert schedule(0.0) == 1.0
-    assert schedule(0.25) == pytest.approx(0.75)
-    assert schedule(1.0) == 0.0
-    assert schedule(-1.0) == 1.0
-    assert schedule(1.5) == 0.0
-    assert linear_schedule(2.0, 4.0)(0.5) == pytest.approx(3.0)
-
-
-def test_schedule_value():
-    assert schedule_value(3e-4, None, 0.9) == 3e-4
-    assert schedule_value(3e-4, 1e-4, 0.5) == pytest.approx(2e-4)
-    assert schedule_value(3e-4, 1e-4, 2.0) == pytest.approx(1e-4)
-
-
-def test_schedule_validation():
-    with pytest.raises(ValueError, match="progress must be a number, got nan"):
-        linear_schedule(1.0, 0.0)(float("nan"))
-    with pytest.raises(ValueError, match="progress must be a number"):
-        constant_schedule(1.0)(float("nan"))
-    with pytest.raises(ValueError, match="schedule end must be finite, got inf"):
-        linear_schedule(1.0, float("inf"))

@@ -185,6 +185,9 @@ def test_gae_several_environments_at_once():
 # --- the grid: vectorised against the slow references -----------------------------------------
 
 
+EXACT = {"rtol": 1e-12, "atol": 1e-12}
+
+
 @pytest.mark.parametrize("seed", range(40))
 def test_discounted_returns_matches_loop(seed: int):
     rewards, _, next_values, terminated, truncated, gamma, _ = _random_rollout(seed)
@@ -192,12 +195,13 @@ def test_discounted_returns_matches_loop(seed: int):
         rewards.tolist(), terminated.tolist(), truncated.tolist(), gamma, next_values.tolist()
     )
     out = discounted_returns(rewards, terminated, truncated, gamma, next_values)
-    torch.testing.assert_close(out, torch.tensor(expected, dtype=torch.float64))
+    # float64 all the way: agreement to rounding, not to float32's precision
+    torch.testing.assert_close(out, torch.tensor(expected, dtype=torch.float64), **EXACT)
     expected_no_critic = _discounted_returns_loop(
         rewards.tolist(), terminated.tolist(), truncated.tolist(), gamma
     )
     out = discounted_returns(rewards, terminated, truncated, gamma)
-    torch.testing.assert_close(out, torch.tensor(expected_no_critic, dtype=torch.float64))
+    torch.testing.assert_close(out, torch.tensor(expected_no_critic, dtype=torch.float64), **EXACT)
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -213,8 +217,8 @@ def test_gae_matches_loop(seed: int):
         lam,
     )
     adv, ret = gae(rewards, values, next_values, terminated, truncated, gamma, lam)
-    torch.testing.assert_close(adv, torch.tensor(adv_loop, dtype=torch.float64))
-    torch.testing.assert_close(ret, torch.tensor(ret_loop, dtype=torch.float64))
+    torch.testing.assert_close(adv, torch.tensor(adv_loop, dtype=torch.float64), **EXACT)
+    torch.testing.assert_close(ret, torch.tensor(ret_loop, dtype=torch.float64), **EXACT)
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -341,3 +345,12 @@ def test_flags_other_than_zero_one_are_rejected():
     terminated = torch.tensor([[0.0, 0.5], [1.0, 0.0]])
     with pytest.raises(ValueError, match=r"terminated must be bool or 0/1.*0\.5"):
         discounted_returns(torch.zeros(2, 2), terminated, _flags(2, 2), 0.9)
+
+
+def test_bad_flags_are_named_with_a_few_of_their_values():
+    truncated = torch.tensor([[0.0, 0.0, 2.0, 3.0, 4.0, 5.0]])
+    with pytest.raises(
+        ValueError,
+        match=r"^truncated must be bool or 0/1, got values such as \[2\.0, 3\.0, 4\.0\]$",
+    ):
+        discounted_returns(torch.zeros(1, 6), torch.zeros(1, 6), truncated, 0.9)

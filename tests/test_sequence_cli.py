@@ -39,7 +39,7 @@ def test_train_and_eval_a_token_task_from_the_command_line(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "exact" in result.stdout  # the final evaluation reports the exact-match rate
     run_dir = tmp_path / "runs" / "rev"
-    assert json.loads((run_dir / "config.json").read_text())["env_kwargs"] == "length=2"
+    assert json.loads((run_dir / "config.json").read_text())["env_kwargs"] == {"length": 2}
     result = pgrad("eval", str(run_dir), "--episodes", "10", "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)

@@ -47,6 +47,15 @@ from pgrad.returns import discounted_returns, gae
 from pgrad.rollout import Batch, Rollout
 
 
+def advantage_stats(advantages: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+    """``diagnostics/advantage_mean`` and ``advantage_std`` over the masked entries."""
+    masked = advantages[mask]
+    return {
+        "diagnostics/advantage_mean": float(masked.mean()) if masked.numel() else 0.0,
+        "diagnostics/advantage_std": float(masked.std()) if masked.numel() > 1 else 0.0,
+    }
+
+
 class ReinforceAlgorithm(Algorithm):
     """The score-function policy gradient with the config's baseline; see the module docstring."""
 
@@ -63,6 +72,16 @@ class ReinforceAlgorithm(Algorithm):
 
     @torch.no_grad()
     def prepare(self, rollout: Rollout) -> Batch:
+        batch = self.estimate(rollout)
+        # before normalisation, which would make them 0 and 1: what the baseline left over
+        batch.stats.update(advantage_stats(batch.advantages, batch.mask))
+        if self.config.normalize_advantages:
+            batch.advantages = normalize_advantages(batch.advantages, batch.mask)
+        return batch
+
+    @torch.no_grad()
+    def estimate(self, rollout: Rollout) -> Batch:
+        """Values, returns and advantages (not normalised) with the config's baseline."""
         c = self.config
         mask = rollout.mask
         stats: dict[str, float] = {}
@@ -80,6 +99,11 @@ class ReinforceAlgorithm(Algorithm):
                 c.gae_lambda,
             )
             stats["diagnostics/explained_variance"] = explained_variance(values, returns, mask)
+            # well defined where explained variance is not: once every episode reaches the time
+            # limit, the targets are all about 1 / (1 - gamma) and their variance vanishes
+            error = (values - returns)[mask].pow(2).mean().sqrt()
+            scale = returns[mask].pow(2).mean().sqrt().clamp(min=1e-8)
+            stats["diagnostics/value_error"] = float(error / scale) if mask.any() else 0.0
         else:
             # without a critic a truncated episode or a rollout's end bootstraps from 0
             returns = (
@@ -87,11 +111,6 @@ class ReinforceAlgorithm(Algorithm):
                 * mask
             )
             advantages = self.baseline_advantages(returns, mask)
-        if c.normalize_advantages:
-            advantages = normalize_advantages(advantages, mask)
-        masked = advantages[mask]
-        stats["diagnostics/advantage_mean"] = float(masked.mean()) if masked.numel() else 0.0
-        stats["diagnostics/advantage_std"] = float(masked.std()) if masked.numel() > 1 else 0.0
         return Batch(
             obs=map_obs(lambda x: x[:-1], rollout.obs),
             actions=rollout.actions,
