@@ -706,7 +706,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     base = cls.default_config().replace(
         env_id=args.env_id, total_steps=args.steps_per_trial, seed=args.seed
     )
-    space = default_space(base)
+    space = default_space(base, cls.algorithm_class)
     if args.space:
         space = apply_overrides(space, load_space_file(Path(args.space)), args.space)
     if not space.params:
