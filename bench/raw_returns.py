@@ -12,6 +12,11 @@ round to round, so that the machine's drift hits them alike. Printed: each one's
 steps per second over the rounds with the range, and the median of the per-round ratios to
 ``none`` with their range.
 
+On a shared machine those ratios spread widely, so the recorders' own cost is also timed
+alone: one vector step with precomputed actions, bare and under each recorder, the minimum
+over ``--rounds`` repeats of 200 steps (the least disturbed), against the median time of one
+collection step (policy call included) from the rounds above.
+
 Usage::
 
     nice -n 10 python bench/raw_returns.py            # 15 rounds of 1 s each, about a minute
@@ -24,6 +29,7 @@ import argparse
 import statistics
 import time
 
+import numpy as np
 import torch
 from gymnasium.wrappers.vector import RecordEpisodeStatistics
 
@@ -66,6 +72,7 @@ def main() -> None:
             while time.perf_counter() - start < args.seconds:
                 steps += collector.collect_steps(args.num_steps).num_steps
             rates[kind].append(steps / (time.perf_counter() - start))
+    step_us = recorder_cost(args.num_envs, args.rounds)
     print(f"CartPole-v1, {args.num_envs} envs x {args.num_steps} steps, {args.rounds} rounds")
     print("| recorder | env steps/s, median [min, max] | ratio to none, median [min, max] |")
     print("|---|---|---|")
@@ -76,6 +83,37 @@ def main() -> None:
             f"[{min(rates[kind]):,.0f}, {max(rates[kind]):,.0f}] | "
             f"{statistics.median(ratios):.3f} [{min(ratios):.3f}, {max(ratios):.3f}] |"
         )
+    collection_us = args.num_envs / statistics.median(rates["none"]) * 1e6
+    print(f"\none vector step alone (min of {args.rounds} x 200 steps); a collection step: ")
+    print(f"{collection_us:.0f} us (median, policy call included)\n")
+    print("| recorder | us per vector step | added us | share of a collection step |")
+    print("|---|---|---|---|")
+    for kind in kinds:
+        added = step_us[kind] - step_us["none"]
+        print(f"| {kind} | {step_us[kind]:.1f} | {added:+.1f} | {added / collection_us:+.1%} |")
+
+
+def recorder_cost(num_envs: int, repeats: int) -> dict[str, float]:
+    """Microseconds per vector step, bare and under each recorder: the minimum over
+    ``repeats`` interleaved runs of 200 steps with the same precomputed random actions."""
+    base = make_vector_env("CartPole-v1", num_envs).env
+    envs = {
+        "none": base,
+        "pgrad": VectorEpisodeStatistics(base),
+        "gymnasium": RecordEpisodeStatistics(base),
+    }
+    for env in envs.values():
+        env.reset(seed=0)  # each wrapper's state; the base env is shared, which is fine here
+    rng = np.random.default_rng(0)
+    actions = rng.integers(0, 2, (200, num_envs))
+    best = dict.fromkeys(envs, float("inf"))
+    for _ in range(repeats):
+        for kind, env in envs.items():
+            start = time.perf_counter()
+            for a in actions:
+                env.step(a)
+            best[kind] = min(best[kind], (time.perf_counter() - start) / len(actions) * 1e6)
+    return best
 
 
 if __name__ == "__main__":
