@@ -10,8 +10,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from gymnasium.vector import AutoresetMode
-from gymnasium.wrappers import ClipReward
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+from gymnasium.wrappers import ClipReward, TimeLimit
 from gymnasium.wrappers.vector import RecordEpisodeStatistics, TransformReward
 
 from pgrad import A2C, Reinforce
@@ -177,6 +177,29 @@ def test_collect_episodes_skips_masked_ends_and_leaves_cut_episodes_unknown():
     cut = collector.collect_episodes(1, 4)
     assert cut.episode_lengths == [4] * 8
     assert all(math.isnan(r) for r in cut.raw_episode_returns)
+    envs.close()
+
+
+def test_an_end_the_recorder_did_not_see_has_an_unknown_raw_return():
+    """Two CartPoles cut after 4 steps: environment 0 by its own time limit, inside the
+    recorder, environment 1 by a ``TimeLimit`` outside it. Both end at the same steps, where
+    only environment 0 reports; environment 1's raw return is unknown (NaN), not 0."""
+
+    def seen():
+        return record_raw_returns(gym.make("CartPole-v1", max_episode_steps=4))
+
+    def unseen():
+        return TimeLimit(record_raw_returns(gym.make("CartPole-v1")), 4)
+
+    envs = SyncVectorEnv([seen, unseen], autoreset_mode=AutoresetMode.NEXT_STEP)
+    collector = _random_policy_collector(envs)
+    steps = collector.collect_steps(10)  # ends at steps 3 and 8; 4 and 9 reset
+    assert steps.episode_lengths == [4, 4, 4, 4]
+    assert steps.raw_episode_returns[0::2] == [4.0, 4.0]
+    assert all(math.isnan(r) for r in steps.raw_episode_returns[1::2])
+    episodes = collector.collect_episodes([1, 2], 50)
+    assert episodes.episode_lengths == [4, 4]
+    assert episodes.raw_episode_returns[0] == 4.0 and math.isnan(episodes.raw_episode_returns[1])
     envs.close()
 
 
