@@ -437,9 +437,9 @@ def test_killed_worker_is_restarted_and_its_partial_rollout_dropped(
     logged: list[float] = []
     original_episodes = Logger.episodes
 
-    def record_episodes(self, returns, lengths, step):
+    def record_episodes(self, returns, lengths, step, *raw):
         logged.extend(returns)
-        return original_episodes(self, returns, lengths, step)
+        return original_episodes(self, returns, lengths, step, *raw)
 
     monkeypatch.setattr(Logger, "episodes", record_episodes)
     rollouts: list[Rollout] = []
