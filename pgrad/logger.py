@@ -101,8 +101,8 @@ class Logger:
         if raw_returns and not self.log_raw:
             self.log_raw = returns_differ(raw_returns, returns)
         known = [r for r in raw_returns or () if np.isfinite(r)]
+        self.recent_raw_returns.extend(known)  # the same recent episodes as recent_returns
         if self.log_raw and known:
-            self.recent_raw_returns.extend(known)
             self.writer.add_scalar("charts/episodic_return_raw", sum(known) / len(known), step)
 
     def progress(self, step: int, sps: float) -> None:

@@ -212,12 +212,16 @@ def test_an_environment_without_recorder_reports_no_raw_returns():
     envs.close()
 
 
-def test_logger_logs_raw_returns_from_the_first_difference_on(tmp_path):
-    logger = Logger(tmp_path, total_steps=100, quiet=True)
+def test_logger_logs_raw_returns_from_the_first_difference_on(tmp_path, capsys):
+    logger = Logger(tmp_path, total_steps=100, print_every=0.0)  # stdout is not a terminal
     logger.episodes([5.0], [5], 10, [5.0])  # equal: no raw tag
+    logger.progress(10, 1.0)
+    assert "raw" not in capsys.readouterr().out
     logger.episodes([5.0, 7.0], [5, 7], 20, [5.0, 3.5])  # differs
     logger.episodes([4.0], [4], 30, [4.0])  # equal again: logged all the same, no gap
     logger.episodes([4.0, 2.0], [4, 2], 40, [4.0, math.nan])  # the unknown one left out
+    logger.progress(40, 1.0)
+    assert "return     4.50  raw     4.30" in capsys.readouterr().out
     logger.close()
     assert all_scalars(tmp_path)[RAW_TAG] == [(20, 4.25), (30, 4.0), (40, 4.0)]
 
