@@ -52,6 +52,14 @@ class VectorEpisodeStatistics(VectorWrapper):
 
     Next-step autoreset: the step after an episode's end resets that environment and starts
     the next episode, so its reward (0) and the step itself count in neither episode.
+
+    Args:
+        env: a vector environment of ``N`` copies in next-step autoreset mode.
+        key: the ``infos`` key of the reports (``"_" + key`` for the mask).
+
+    Raises:
+        ValueError: an environment in another autoreset mode; a step whose ``infos`` already
+            hold ``key``.
     """
 
     def __init__(self, env: VectorEnv, key: str = RAW_KEY) -> None:
