@@ -153,7 +153,17 @@ class Agent(Persistence):
 
     # -- hooks ---------------------------------------------------------------------------------
     def make_env(self, num_envs: int | None = None) -> VectorEnv:
-        """The vector environment (next-step autoreset). Override for custom wrappers."""
+        """The vector environment (next-step autoreset). Override for custom wrappers.
+
+        The default (``pgrad.envs_util.make_vector_env``) records each episode's raw return
+        innermost, so a reward wrapper added on top (``super().make_env(num_envs)`` wrapped in
+        ``gymnasium.wrappers.vector.TransformReward``, ``NormalizeReward``, ...) changes what
+        the agent learns from while ``charts/episodic_return_raw`` and ``evaluate``'s
+        ``mean_raw_return`` still report the environment's own returns. A vector environment
+        built here from scratch keeps them with ``pgrad.episode_stats.record_raw_returns``:
+        first in ``gymnasium.make_vec(..., wrappers=[record_raw_returns, ...])``, or around a
+        numpy-vectorised environment before any reward wrapper.
+        """
         c = self.config
         shared = c.grouped and c.rollout == "episodes"  # a group's environments start alike
         args = (c.vectorization, c.max_episode_steps, shared, c.env_kwargs)
@@ -334,7 +344,10 @@ class Agent(Persistence):
                     metrics["charts/SPS"] = sps
                     logger.scalars(metrics, self.global_step)
                     logger.episodes(
-                        rollout.episode_returns, rollout.episode_lengths, self.global_step
+                        rollout.episode_returns,
+                        rollout.episode_lengths,
+                        self.global_step,
+                        rollout.raw_episode_returns,
                     )
                     logger.progress(self.global_step, sps)
                     if every and self.global_step >= next_checkpoint:

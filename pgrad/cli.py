@@ -534,8 +534,8 @@ def _train_and_report(agent: Any, total: int, quiet: bool) -> int:
         result = agent.evaluate(agent.config.eval_episodes)
         how = "deterministic" if agent.config.eval_deterministic else "stochastic: sampled actions"
         print(
-            f"evaluation: mean return {result['mean_return']:.2f} ± {result['std_return']:.2f} "
-            f"over {result['episodes']} episodes ({how})"
+            f"evaluation: mean return {result['mean_return']:.2f} ± {result['std_return']:.2f}"
+            f"{_raw_part(result)} over {result['episodes']} episodes ({how})"
         )
     print(f"run directory: {agent.run_dir}")
     return 0
@@ -595,18 +595,28 @@ def cmd_eval(args: argparse.Namespace) -> int:
         videos = record(agent, Path(args.video), min(args.episodes, 3), deterministic, args.seed)
         print(f"recorded {len(videos)} episode(s) in {args.video}", file=sys.stderr)
     if args.json:
-        print(
-            json.dumps(
-                {k: result[k] for k in ("episodes", "mean_return", "std_return", "mean_length")}
-            )
-        )
+        keys = ["episodes", "mean_return", "std_return", "mean_length"]
+        if _raw_part(result):
+            keys += ["mean_raw_return", "std_raw_return"]
+        print(json.dumps({k: result[k] for k in keys}))
     else:
         print(
             f"{state.get('env_id')}: mean return {result['mean_return']:.2f} ± "
-            f"{result['std_return']:.2f}, mean length {result['mean_length']:.1f} over "
+            f"{result['std_return']:.2f}{_raw_part(result)}, mean length "
+            f"{result['mean_length']:.1f} over "
             f"{result['episodes']} episodes ({'deterministic' if deterministic else 'stochastic'})"
         )
     return 0
+
+
+def _raw_part(result: dict) -> str:
+    """``", raw return M ± S"`` where a reward wrapper made an evaluation's returns differ from
+    the environment's own, else empty."""
+    from pgrad.episode_stats import returns_differ
+
+    if "raw_returns" not in result or not returns_differ(result["raw_returns"], result["returns"]):
+        return ""
+    return f", raw return {result['mean_raw_return']:.2f} ± {result['std_raw_return']:.2f}"
 
 
 def cmd_list(args: argparse.Namespace) -> int:
