@@ -160,6 +160,15 @@ class Agent(Persistence):
         ``group_size`` to a numpy-vectorised form that takes it (its groups then share their
         instances, as seeded resets do for sync and async), and ``distinct_starts=True`` for
         ``baseline=pomo``; evaluation's ``make_env(n)`` gets independent environments.
+
+        The default (``pgrad.envs_util.make_vector_env``) records each episode's raw return
+        innermost, so a reward wrapper added on top (``super().make_env(num_envs)`` wrapped in
+        ``gymnasium.wrappers.vector.TransformReward``, ``NormalizeReward``, ...) changes what
+        the agent learns from while ``charts/episodic_return_raw`` and ``evaluate``'s
+        ``mean_raw_return`` still report the environment's own returns. A vector environment
+        built here from scratch keeps them with ``pgrad.episode_stats.record_raw_returns``:
+        first in ``gymnasium.make_vec(..., wrappers=[record_raw_returns, ...])``, or around a
+        numpy-vectorised environment before any reward wrapper.
         """
         c = self.config
         # a group's environments start alike: seeded resets for sync and async, shared
@@ -361,7 +370,10 @@ class Agent(Persistence):
                     metrics["charts/SPS"] = sps
                     logger.scalars(metrics, self.global_step)
                     logger.episodes(
-                        rollout.episode_returns, rollout.episode_lengths, self.global_step
+                        rollout.episode_returns,
+                        rollout.episode_lengths,
+                        self.global_step,
+                        rollout.raw_episode_returns,
                     )
                     logger.episode_infos(rollout.episode_infos, self.global_step)
                     logger.progress(self.global_step, sps)

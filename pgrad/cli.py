@@ -535,7 +535,7 @@ def _train_and_report(agent: Any, total: int, quiet: bool) -> int:
         how = "deterministic" if agent.config.eval_deterministic else "stochastic: sampled actions"
         print(
             f"evaluation: mean return {result['mean_return']:.2f} ± {result['std_return']:.2f}"
-            f"{_extras_text(result)} over {result['episodes']} episodes ({how})"
+            f"{_raw_part(result)}{_extras_text(result)} over {result['episodes']} episodes ({how})"
         )
     print(f"run directory: {agent.run_dir}")
     return 0
@@ -610,15 +610,28 @@ def cmd_eval(args: argparse.Namespace) -> int:
         videos = record(agent, Path(args.video), min(args.episodes, 3), deterministic, args.seed)
         print(f"recorded {len(videos)} episode(s) in {args.video}", file=sys.stderr)
     if args.json:
-        print(json.dumps({**{k: result[k] for k in _EVAL_KEYS}, **_extras(result)}))
+        keys = list(_EVAL_KEYS)
+        if _raw_part(result):
+            keys += ["mean_raw_return", "std_raw_return"]
+        print(json.dumps({**{k: result[k] for k in keys}, **_extras(result)}))
     else:
         print(
             f"{state.get('env_id')}: mean return {result['mean_return']:.2f} ± "
-            f"{result['std_return']:.2f}, mean length {result['mean_length']:.1f}"
-            f"{_extras_text(result)} over {result['episodes']} episodes "
-            f"({'deterministic' if deterministic else 'stochastic'})"
+            f"{result['std_return']:.2f}{_raw_part(result)}, mean length "
+            f"{result['mean_length']:.1f}{_extras_text(result)} over "
+            f"{result['episodes']} episodes ({'deterministic' if deterministic else 'stochastic'})"
         )
     return 0
+
+
+def _raw_part(result: dict) -> str:
+    """``", raw return M ± S"`` where a reward wrapper made an evaluation's returns differ from
+    the environment's own, else empty."""
+    from pgrad.episode_stats import returns_differ
+
+    if "raw_returns" not in result or not returns_differ(result["raw_returns"], result["returns"]):
+        return ""
+    return f", raw return {result['mean_raw_return']:.2f} ± {result['std_raw_return']:.2f}"
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -261,9 +261,22 @@ def merge_rollouts(rollouts: list[Rollout], device: torch.device | str = "cpu") 
             key: [x for r in rollouts for x in r.episode_infos.get(key, [])]
             for key in dict.fromkeys(k for r in rollouts for k in r.episode_infos)
         },
+        raw_episode_returns=_merge_raw(rollouts),
         weights_version=rollouts[0].weights_version,
         env_steps=sum(r.num_steps for r in rollouts),
     )
+
+
+def _merge_raw(rollouts: list[Rollout]) -> list[float]:
+    """The workers' raw episode returns, aligned with the merged ``episode_returns``: empty
+    when no worker's environment reports them, NaN for a worker whose does not."""
+    if not any(r.raw_episode_returns for r in rollouts):
+        return []
+    return [
+        x
+        for r in rollouts
+        for x in (r.raw_episode_returns or [float("nan")] * len(r.episode_returns))
+    ]
 
 
 def _cat_envs(device: torch.device | str):

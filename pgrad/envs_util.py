@@ -18,6 +18,7 @@ from gymnasium import spaces
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
 
 from pgrad.config import Config
+from pgrad.episode_stats import record_raw_returns
 from pgrad.errors import EnvError, first_line
 from pgrad.memory import EnvFootprint, check_env_objects
 
@@ -85,7 +86,12 @@ def make_vector_env(
     env_kwargs: dict[str, Any] | None = None,
     vector_only_kwargs: dict[str, Any] | None = None,
 ) -> VectorEnv:
-    """A Gymnasium vector environment in next-step autoreset mode.
+    """A Gymnasium vector environment in next-step autoreset mode, recording raw returns.
+
+    A recorder sits innermost (``pgrad.episode_stats``): on each sub-environment right after
+    ``gymnasium.make`` (sync, async), or on the numpy-vectorised environment itself, so that
+    the episodic returns it reports stay the environment's own whatever reward wrappers an
+    agent's ``make_env`` adds on top.
 
     Args:
         env_id: registered id.
@@ -125,16 +131,22 @@ def make_vector_env(
     # a cheap bound before building: a Python object (or a process) per sub-environment can
     # outgrow memory while Gymnasium builds them, long before the first rollout
     check_env_objects(env_id, num_envs, mode)
-    vector_kwargs = (
-        {} if mode == "vector_entry_point" else {"autoreset_mode": AutoresetMode.NEXT_STEP}
-    )
+    numpy_form = mode == "vector_entry_point"
+    vector_kwargs = {} if numpy_form else {"autoreset_mode": AutoresetMode.NEXT_STEP}
     taken: dict[str, Any] = {}  # env_kwargs travel in the spec; these only to a vector form
-    if mode == "vector_entry_point" and vector_only_kwargs:
+    if numpy_form and vector_only_kwargs:
         taken = _accepted(spec.vector_entry_point, vector_only_kwargs)
     try:
         envs = gym.make_vec(
-            spec, num_envs=num_envs, vectorization_mode=mode, vector_kwargs=vector_kwargs, **taken
+            spec,
+            num_envs=num_envs,
+            vectorization_mode=mode,
+            vector_kwargs=vector_kwargs,
+            wrappers=None if numpy_form else [record_raw_returns],
+            **taken,
         )
+        if numpy_form:
+            envs = record_raw_returns(envs)
     except EnvError:
         raise
     except Exception as err:

@@ -23,7 +23,12 @@ def evaluate(
     Returns:
         ``{"episodes", "mean_return", "std_return", "mean_length", "returns", "lengths"}``,
         and ``mean_<key>`` for each episode-end info entry the environment declares or the
-        config's ``log_info_keys`` names (e.g. ``mean_exact``, ``mean_tour_length``).
+        config's ``log_info_keys`` names (e.g. ``mean_exact``, ``mean_tour_length``); the
+        returns as the agent's environment gives them (after its reward wrappers). Where
+        the environment reports its own returns for every episode (``pgrad.episode_stats``;
+        the default ``make_env`` does), also ``"raw_returns"``, ``"mean_raw_return"`` and
+        ``"std_raw_return"``: the same episodes' returns before any reward wrapper, equal to
+        the others when there is none.
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
@@ -51,7 +56,7 @@ def evaluate(
         for key, values in rollout.episode_infos.items()
         if values
     }
-    return {
+    result = {
         "episodes": int(returns.size),
         "mean_return": float(returns.mean()),
         "std_return": float(returns.std()),
@@ -60,3 +65,9 @@ def evaluate(
         "returns": returns.tolist(),
         "lengths": lengths.astype(int).tolist(),
     }
+    raw = np.asarray(rollout.raw_episode_returns, dtype=np.float64)
+    if raw.size == returns.size and np.isfinite(raw).all():
+        result["raw_returns"] = raw.tolist()
+        result["mean_raw_return"] = float(raw.mean())
+        result["std_raw_return"] = float(raw.std())
+    return result

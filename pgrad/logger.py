@@ -5,6 +5,11 @@ A thin layer over ``torch.utils.tensorboard.SummaryWriter``. Tags are grouped as
 
 On a terminal the console shows a ``rich`` progress bar (steps, SPS, recent return); otherwise
 (a pipe, a CI log) it prints a plain line every ``print_every`` seconds.
+
+Where a reward wrapper makes the training returns differ from the environment's own
+(``pgrad.episode_stats``), ``charts/episodic_return_raw`` is logged beside
+``charts/episodic_return``, and the console shows both, from the first update in which an
+episode's two returns differ; a run without such a wrapper writes no raw tag.
 """
 
 from __future__ import annotations
@@ -13,6 +18,10 @@ import sys
 import time
 from collections import deque
 from pathlib import Path
+
+import numpy as np
+
+from pgrad.episode_stats import returns_differ
 
 
 class Logger:
@@ -37,6 +46,9 @@ class Logger:
         self.quiet = quiet
         self.print_every = print_every
         self.recent_returns: deque[float] = deque(maxlen=20)
+        self.recent_raw_returns: deque[float] = deque(maxlen=20)
+        self.log_raw = False
+        """Raw returns have differed from the training ones: log them from now on."""
         self._last_print = time.monotonic()
         self._progress = None
         if not quiet and sys.stderr.isatty():
@@ -68,13 +80,30 @@ class Logger:
     def text(self, tag: str, text: str) -> None:
         self.writer.add_text(tag, text, 0)
 
-    def episodes(self, returns: list[float], lengths: list[int], step: int) -> None:
-        """Log the mean return and length of the episodes that ended in this update."""
+    def episodes(
+        self,
+        returns: list[float],
+        lengths: list[int],
+        step: int,
+        raw_returns: list[float] | None = None,
+    ) -> None:
+        """Log the mean return and length of the episodes that ended in this update.
+
+        ``raw_returns`` (``Rollout.raw_episode_returns``: the environment's own returns of the
+        same episodes, NaN where unknown) are logged once some episode's differs from its
+        training return, and in every update after that, so the raw curve has no gaps.
+        """
         if not returns:
             return
         self.recent_returns.extend(returns)
         self.writer.add_scalar("charts/episodic_return", sum(returns) / len(returns), step)
         self.writer.add_scalar("charts/episodic_length", sum(lengths) / len(lengths), step)
+        if raw_returns and not self.log_raw:
+            self.log_raw = returns_differ(raw_returns, returns)
+        known = [r for r in raw_returns or () if np.isfinite(r)]
+        self.recent_raw_returns.extend(known)  # the same recent episodes as recent_returns
+        if self.log_raw and known:
+            self.writer.add_scalar("charts/episodic_return_raw", sum(known) / len(known), step)
 
     def episode_infos(self, infos: dict[str, list[float]], step: int) -> None:
         """Log the mean of each episode-end info entry as ``charts/<key>`` (``charts/exact``)."""
@@ -88,6 +117,9 @@ class Logger:
             if self.recent_returns
             else "return      n/a"
         )
+        if self.log_raw and self.recent_raw_returns:
+            raw = self.recent_raw_returns
+            recent += f"  raw {sum(raw) / len(raw):8.2f}"
         if self._progress is not None:
             self._progress.update(
                 self._task, completed=min(step, self.total_steps), info=f"{sps:9,.0f} SPS  {recent}"

@@ -47,6 +47,7 @@ import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 from torch import Tensor
 
+from pgrad.episode_stats import step_reports
 from pgrad.errors import NonFiniteError
 from pgrad.obs import Obs, action_mask, leaves, map_obs, to_tensor
 from pgrad.policies import Policy
@@ -67,6 +68,11 @@ class Rollout:
     mask: Tensor
     episode_returns: list[float] = field(default_factory=list)
     episode_lengths: list[int] = field(default_factory=list)
+    raw_episode_returns: list[float] = field(default_factory=list)
+    """The environment's own returns of the same episodes (``pgrad.episode_stats``), before
+    any reward wrapper: empty when the environment reports none, else one per entry of
+    ``episode_returns`` (NaN for an episode whose end carried no report, e.g. one cut by
+    ``collect_episodes``' ``max_steps``)."""
     weights_version: int = 0
     episode_infos: dict[str, list[float]] = field(default_factory=dict)
     """Per info key, its value at the end of each episode that ended, in ``episode_returns``'
@@ -171,7 +177,10 @@ class Collector:
     before the policy sees them, so that a NaN is reported where it came from.
 
     Episode statistics carry across rollouts (an episode may span several), so the returns in
-    ``Rollout.episode_returns`` are those of whole episodes.
+    ``Rollout.episode_returns`` are those of whole episodes. Where the environment reports its
+    raw returns (``pgrad.episode_stats``), ``Rollout.raw_episode_returns`` holds them for the
+    same episodes: reports are read only at the ends the collector counts, so an environment
+    that ends an episode while it waits, masked, in ``collect_episodes`` adds none.
     """
 
     def __init__(
@@ -199,6 +208,9 @@ class Collector:
         self._prev_done = np.zeros(self.num_envs, dtype=bool)
         self._running_return = np.zeros(self.num_envs, dtype=np.float64)
         self._running_length = np.zeros(self.num_envs, dtype=np.int64)
+        self._reports_raw = False
+        """The environment has reported a raw return: from then on every episode gets one."""
+        self._raw: tuple[np.ndarray, np.ndarray] | None = None  # this step's (returns, ended)
 
     # -- helpers -----------------------------------------------------------------------------
     def _observe(self, raw: object, step: int, live: np.ndarray | None = None) -> Obs:
@@ -247,10 +259,13 @@ class Collector:
         """
         dist = self.policy(obs)
         action = self.policy.mode(dist) if self.deterministic else dist.sample()
-        raw, rewards, terminated, truncated, info = self.envs.step(self.policy.to_env(action))
+        raw, rewards, terminated, truncated, infos = self.envs.step(self.policy.to_env(action))
+        self._raw = step_reports(infos)
+        if self._raw is not None:
+            self._reports_raw = True
         done = np.asarray(terminated) | np.asarray(truncated)
         if self.info_keys and done.any():
-            self._record_infos(info, done if live is None else done & live)
+            self._record_infos(infos, done if live is None else done & live)
         live = ~done if live is None else live & ~done
         return action, self._observe(raw, step, live), rewards, terminated, truncated
 
@@ -275,9 +290,17 @@ class Collector:
             )
 
     def _track_episodes(
-        self, rewards: np.ndarray, done: np.ndarray, mask: np.ndarray, rollout: Rollout
+        self,
+        rewards: np.ndarray,
+        done: np.ndarray,
+        mask: np.ndarray,
+        rollout: Rollout,
+        raw_reports: np.ndarray | None = None,
     ) -> None:
         """Accumulate per-env return and length; record each episode that ends. Arrays are [T, N].
+
+        ``raw_reports`` (NaN where none) are the raw returns the environment reported; the one
+        at each recorded end becomes that episode's ``raw_episode_returns`` entry.
 
         Running sums over time (seeded with the returns carried in from the last rollout) give
         each episode's return as the difference of the sums at its end and at the previous end
@@ -300,6 +323,8 @@ class Collector:
             prev_length[by_env[1:][same_env]] = cum_length[end_t[before], end_env[before]]
             rollout.episode_returns.extend((cum_return[end_t, end_env] - prev_return).tolist())
             rollout.episode_lengths.extend((cum_length[end_t, end_env] - prev_length).tolist())
+            if raw_reports is not None:
+                rollout.raw_episode_returns.extend(raw_reports[end_t, end_env].tolist())
         # what carries into the next rollout: the sums since each environment's last end
         last_end = np.where(ends.any(0), ends.shape[0] - 1 - np.argmax(ends[::-1], axis=0), -1)
         envs = np.arange(ends.shape[1])
@@ -326,11 +351,15 @@ class Collector:
         rewards = np.empty((T, N), dtype=np.float32)
         terminated = np.empty((T, N), dtype=bool)
         truncated = np.empty((T, N), dtype=bool)
+        raw_returns = np.zeros((T, N))
+        raw_ended = np.zeros((T, N), dtype=bool)
         with torch.inference_mode():
             for t in range(T):
                 action, next_obs, rewards[t], terminated[t], truncated[t] = self._step(
                     _at(obs, t), step_offset + t * N
                 )
+                if self._raw is not None:
+                    raw_returns[t], raw_ended[t] = self._raw
                 _put(obs, t + 1, next_obs)
                 action_list.append(action)
         self._check_rewards(rewards, step_offset)
@@ -341,7 +370,15 @@ class Collector:
         np.logical_not(done[:-1], out=mask[1:])
         self._prev_done = done[-1].copy()
         self._obs = map_obs(lambda x: x[T].clone(), obs)
-        return self._finish(obs, torch.stack(action_list), rewards, terminated, truncated, mask)
+        return self._finish(
+            obs,
+            torch.stack(action_list),
+            rewards,
+            terminated,
+            truncated,
+            mask,
+            np.where(raw_ended, raw_returns, np.nan),
+        )
 
     def collect_episodes(
         self, reset_seed: int | list[int] | None, max_steps: int, step_offset: int = 0
@@ -356,6 +393,8 @@ class Collector:
         N = self.num_envs
         obs_list, action_list = [self._obs], []
         reward_list, term_list, trunc_list, mask_list = [], [], [], []
+        nothing = np.full(N, np.nan)
+        raw_list = []
         running = np.ones(N, dtype=bool)
         t = 0
         with torch.inference_mode():
@@ -369,6 +408,11 @@ class Collector:
                 term_list.append(terminated)
                 trunc_list.append(truncated)
                 mask_list.append(running.copy())
+                if self._raw is None:
+                    raw_list.append(nothing)
+                else:
+                    reported, ended = self._raw
+                    raw_list.append(np.where(ended, reported, np.nan))
                 running &= ~(np.asarray(terminated) | np.asarray(truncated))
                 t += 1
         rewards_arr = np.asarray(reward_list, dtype=np.float32)
@@ -385,6 +429,7 @@ class Collector:
             np.stack(term_list),
             truncated_arr,
             np.stack(mask_list),
+            np.stack(raw_list),
         )
 
     def _finish(
@@ -395,6 +440,7 @@ class Collector:
         terminated: np.ndarray,
         truncated: np.ndarray,
         mask: np.ndarray,
+        raw_reports: np.ndarray,
     ) -> Rollout:
         rewards = np.where(mask, rewards, np.float32(0.0))
         terminated &= mask
@@ -407,7 +453,13 @@ class Collector:
             truncated=torch.from_numpy(truncated).to(self.device),
             mask=torch.from_numpy(mask).to(self.device),
         )
-        self._track_episodes(rewards, terminated | truncated, mask, rollout)
+        self._track_episodes(
+            rewards,
+            terminated | truncated,
+            mask,
+            rollout,
+            raw_reports if self._reports_raw else None,
+        )
         if self.info_keys:
             rollout.episode_infos = self._infos
             self._infos = {key: [] for key in self.info_keys}

@@ -380,6 +380,23 @@ def test_a_closed_collector_starts_its_workers_again_on_the_next_collect(ray_clu
     agent.collector.close()
 
 
+def test_raw_returns_travel_with_worker_rollouts(ray_cluster):
+    class Scaled(A2C):  # local: the workers get it by value, and build its wrapped envs
+        def make_env(self, num_envs=None):
+            from gymnasium.wrappers.vector import TransformReward
+
+            return TransformReward(super().make_env(num_envs), lambda r: 10 * r)
+
+    agent = Scaled(env_id="CartPole-v1", workers=2, num_envs=2, num_steps=64, quiet=True)
+    try:
+        rollout = agent.collector.collect_steps(64)
+    finally:
+        agent.collector.close()
+        agent.envs.close()
+    assert len(rollout.episode_returns) >= 4
+    assert [10 * r for r in rollout.raw_episode_returns] == rollout.episode_returns
+
+
 def test_same_seed_and_workers_give_the_same_run(ray_cluster, tmp_path):
     weights = []
     for run in range(2):
@@ -420,9 +437,9 @@ def test_killed_worker_is_restarted_and_its_partial_rollout_dropped(
     logged: list[float] = []
     original_episodes = Logger.episodes
 
-    def record_episodes(self, returns, lengths, step):
+    def record_episodes(self, returns, lengths, step, *raw):
         logged.extend(returns)
-        return original_episodes(self, returns, lengths, step)
+        return original_episodes(self, returns, lengths, step, *raw)
 
     monkeypatch.setattr(Logger, "episodes", record_episodes)
     rollouts: list[Rollout] = []
