@@ -542,11 +542,13 @@ def _train_and_report(agent: Any, total: int, quiet: bool) -> int:
 
 
 _EVAL_KEYS = ("episodes", "mean_return", "std_return", "mean_length")
+_RAW_KEYS = ("mean_raw_return", "std_raw_return")  # printed by _raw_part where they differ
 
 
 def _extras(result: dict[str, Any]) -> dict[str, float]:
     """What the environment reports at each episode's end (exact match, tour length, ...)."""
-    return {k: v for k, v in result.items() if k.startswith("mean_") and k not in _EVAL_KEYS}
+    skip = (*_EVAL_KEYS, *_RAW_KEYS)
+    return {k: v for k, v in result.items() if k.startswith("mean_") and k not in skip}
 
 
 def _extras_text(result: dict[str, Any]) -> str:
@@ -612,7 +614,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         keys = list(_EVAL_KEYS)
         if _raw_part(result):
-            keys += ["mean_raw_return", "std_raw_return"]
+            keys += _RAW_KEYS
         print(json.dumps({**{k: result[k] for k in keys}, **_extras(result)}))
     else:
         print(
