@@ -14,9 +14,15 @@ from pgrad.agents.lunar_lander import LunarLander, LunarLanderA2C
 from pgrad.agents.mujoco import HalfCheetah, Hopper, Walker2d
 from pgrad.agents.pendulum import Pendulum, PendulumA2C
 from pgrad.agents.pixel_grid import PixelGrid
+from pgrad.agents.sequence import TSP, Addition, Copy, Reverse, Sequence, Sort
 from pgrad.agents.short_corridor import ShortCorridor
 
-GENERIC: dict[str, type[Agent]] = {"reinforce": Reinforce, "a2c": A2C, "ppo": PPO}
+GENERIC: dict[str, type[Agent]] = {
+    "reinforce": Reinforce,
+    "a2c": A2C,
+    "ppo": PPO,
+    "sequence": Sequence,
+}
 PRESETS: dict[str, type[Agent]] = {
     cls.env_id: cls  # type: ignore[misc]
     for cls in (
@@ -32,6 +38,7 @@ PRESETS: dict[str, type[Agent]] = {
         PixelGrid,
     )
 }
+PRESETS.update({cls.env_id: cls for cls in (Copy, Reverse, Sort, Addition, TSP)})  # type: ignore[misc]
 # presets that are not their environment's default, chosen by name (pgrad train --agent NAME)
 VARIANTS: dict[str, type[Agent]] = {
     cls.name: cls for cls in (CartPoleFast, LunarLanderA2C, PendulumA2C)
@@ -65,6 +72,12 @@ __all__ = [
     "PendulumA2C",
     "PixelGrid",
     "ShortCorridor",
+    "Sequence",
+    "Sort",
+    "TSP",
+    "Addition",
+    "Copy",
+    "Reverse",
     "Walker2d",
     "preset_for",
 ]

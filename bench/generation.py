@@ -6,6 +6,11 @@ Samples ``--length`` tokens for ``--batch`` one-token prompts, once with the key
 (one batched forward of one position per token) and once re-running the whole prefix each
 step; prints the median tokens per second of each over ``--repeats`` runs, and checks that
 greedy decoding gives the same tokens both ways.
+
+Then the same through the agent: the ``sequence`` agent's collector on ``pgrad/Copy-v0``
+(prompts of ``--length`` symbols, answers as long, ``--batch`` environments), its policy
+(``pgrad.TokenPolicy``) with and without the cache it keeps between the collector's steps; and a
+whole update (collect, prepare, loss, step) each way.
 """
 
 from __future__ import annotations
@@ -51,6 +56,41 @@ def main() -> None:
             times.append(time.perf_counter() - start)
         rate = args.batch * args.length / statistics.median(times)
         print(f"| {'KV cache' if use_cache else 'full prefix'} | {rate:,.0f} |")
+    through_the_agent(args)
+
+
+def through_the_agent(args: argparse.Namespace) -> None:
+    from pgrad import Sequence
+
+    agent = Sequence(
+        env_id="pgrad/Copy-v0",
+        env_kwargs=f"length={args.length}",
+        num_envs=args.batch,
+        d_model=args.d_model,
+        num_layers=args.layers,
+        torch_threads=args.threads,
+        quiet=True,
+    )
+    print(
+        f"\nthrough the agent: pgrad/Copy-v0 length {args.length} (sequences of "
+        f"{2 * args.length + 1} tokens), {args.batch} environments\n"
+    )
+    print("| policy | collect: generated tokens/s | whole update: generated tokens/s |")
+    print("|---|---|---|")
+    for use_cache in (True, False):
+        agent.policy.use_cache = use_cache
+        agent.policy.clear_cache()
+        collect, whole = [], []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            rollout = agent.collect()
+            collect.append(float(rollout.mask.sum()) / (time.perf_counter() - start))
+            agent.update(rollout)
+            whole.append(float(rollout.mask.sum()) / (time.perf_counter() - start))
+        print(
+            f"| {'KV cache' if use_cache else 'full prefix'} | "
+            f"{statistics.median(collect):,.0f} | {statistics.median(whole):,.0f} |"
+        )
 
 
 if __name__ == "__main__":

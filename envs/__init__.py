@@ -33,7 +33,14 @@ from pgrad.envs.mountain_car_vector import MountainCarVectorEnv
 from pgrad.envs.pendulum_vector import PendulumVectorEnv
 from pgrad.envs.pixel_grid import PixelGridEnv
 from pgrad.envs.short_corridor import OPTIMAL_P_RIGHT, OPTIMAL_VALUE, ShortCorridorEnv
-from pgrad.envs.tokens import AdditionEnv, CopyEnv, ReverseEnv, SortEnv, TokenTask
+from pgrad.envs.tokens import (
+    AdditionEnv,
+    CopyEnv,
+    ReverseEnv,
+    SortEnv,
+    TokenTask,
+    TokenTaskVectorEnv,
+)
 from pgrad.envs.tsp import TSPEnv, TSPVectorEnv
 from pgrad.envs.vector_base import ClassicControlVectorEnv
 
@@ -49,10 +56,22 @@ _SPECS: dict[str, dict] = {
         "entry_point": "pgrad.envs.pixel_grid:PixelGridEnv",
         "max_episode_steps": 20,
     },
-    "pgrad/Copy-v0": {"entry_point": "pgrad.envs.tokens:CopyEnv"},
-    "pgrad/Reverse-v0": {"entry_point": "pgrad.envs.tokens:ReverseEnv"},
-    "pgrad/Sort-v0": {"entry_point": "pgrad.envs.tokens:SortEnv"},
-    "pgrad/Addition-v0": {"entry_point": "pgrad.envs.tokens:AdditionEnv"},
+    "pgrad/Copy-v0": {
+        "entry_point": "pgrad.envs.tokens:CopyEnv",
+        "vector_entry_point": "pgrad.envs.tokens:copy_vector",
+    },
+    "pgrad/Reverse-v0": {
+        "entry_point": "pgrad.envs.tokens:ReverseEnv",
+        "vector_entry_point": "pgrad.envs.tokens:reverse_vector",
+    },
+    "pgrad/Sort-v0": {
+        "entry_point": "pgrad.envs.tokens:SortEnv",
+        "vector_entry_point": "pgrad.envs.tokens:sort_vector",
+    },
+    "pgrad/Addition-v0": {
+        "entry_point": "pgrad.envs.tokens:AdditionEnv",
+        "vector_entry_point": "pgrad.envs.tokens:addition_vector",
+    },
     "pgrad/TSP-v0": {
         "entry_point": "pgrad.envs.tsp:TSPEnv",
         "vector_entry_point": "pgrad.envs.tsp:TSPVectorEnv",
@@ -91,4 +110,5 @@ __all__ = [
     "TSPEnv",
     "TSPVectorEnv",
     "TokenTask",
+    "TokenTaskVectorEnv",
 ]

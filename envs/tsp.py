@@ -21,8 +21,9 @@ step apart (``current`` and ``first`` mean nothing then). Visiting a city twice 
 
 ``gymnasium.make_vec("pgrad/TSP-v0", num_envs, vectorization_mode="vector_entry_point",
 group_size=k)`` gives :class:`TSPVectorEnv`, the same environment vectorised in numpy, in which
-each run of ``k`` consecutive environments shares one instance: ``k = n`` with the start forced
-to differ is POMO's set of rollouts (Kwon et al., 2020).
+each run of ``k`` consecutive environments shares one instance: ``k = n`` with
+``distinct_starts=True`` (environment ``i`` of a group must start at city ``i``; its first
+``action_mask`` allows only that city) is POMO's set of rollouts (Kwon et al., 2020).
 
 Pure helpers, in numpy: :func:`tour_length`, :func:`brute_force_tour` (exact, ``n <= 9``),
 :func:`nearest_neighbour_tour` and :func:`farthest_insertion_tour` (Rosenkrantz, Stearns and
@@ -163,7 +164,7 @@ class TSPEnv(gym.Env):
         ValueError: for ``n < 2`` or an unknown render mode.
     """
 
-    metadata = {"render_modes": ["ansi"]}
+    metadata = {"render_modes": ["ansi"], "episode_info_keys": ("tour_length",)}
 
     def __init__(self, n: int = 20, render_mode: str | None = None) -> None:
         self.n = _check_n(n)
@@ -230,6 +231,10 @@ class TSPVectorEnv(VectorEnv):
         num_envs: number of environments ``N``.
         n: cities per instance, ``>= 2``.
         group_size: environments per shared instance; must divide ``num_envs``.
+        distinct_starts: environment ``i`` of a group must start at city ``i mod n`` (its
+            first ``action_mask`` allows only that city): with ``group_size = n`` every instance
+            is toured from each of its cities, POMO's rollouts. The forced first action has
+            probability 1 under any masked policy, so it adds nothing to a policy gradient.
         max_episode_steps: ignored (episodes last ``n`` steps); accepted because
             ``gymnasium.make_vec`` passes the registered limit.
 
@@ -237,18 +242,21 @@ class TSPVectorEnv(VectorEnv):
         ValueError: for a bad size, or (in ``step``) a city already visited.
     """
 
-    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP}
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "episode_info_keys": ("tour_length",)}
 
     def __init__(
         self,
         num_envs: int = 1,
         n: int = 20,
         group_size: int = 1,
+        distinct_starts: bool = False,
         max_episode_steps: int | None = None,
     ) -> None:
         self.num_envs = _check_positive("num_envs", num_envs)
         self.n = _check_n(n)
         self.group_size = _check_positive("group_size", group_size)
+        self.distinct_starts = bool(distinct_starts)
+        self.starts = np.arange(self.num_envs) % self.group_size % self.n
         if self.num_envs % self.group_size:
             raise ValueError(
                 f"group_size={group_size} must divide num_envs={num_envs}: every group shares "
@@ -284,6 +292,9 @@ class TSPVectorEnv(VectorEnv):
                 f"actions must be {self.num_envs} cities in [0, {self.n}), got {actions!r}"
             )
         rows = np.arange(self.num_envs)
+        if self.distinct_starts and self.tours.shape[1] == 0 and (actions != self.starts).any():
+            bad = np.flatnonzero(actions != self.starts)[:3].tolist()
+            raise ValueError(f"environments {bad} must start at cities {self.starts[bad]}")
         if not self._unvisited[rows, actions].all():
             bad = np.flatnonzero(self._unvisited[rows, actions] == 0)[:3].tolist()
             raise ValueError(f"environments {bad} chose a city already visited")
@@ -307,11 +318,15 @@ class TSPVectorEnv(VectorEnv):
     def _observation(self) -> dict[str, np.ndarray]:
         started = self.tours.shape[1] > 0
         zeros = np.zeros(self.num_envs, dtype=np.int64)
+        mask = self._unvisited.copy()
+        if self.distinct_starts and not started:
+            mask[:] = 0
+            mask[np.arange(self.num_envs), self.starts] = 1
         return {
             "coords": self.coords.copy(),
             "current": self.tours[:, -1].copy() if started else zeros,
             "first": self.tours[:, 0].copy() if started else zeros.copy(),
-            "action_mask": self._unvisited.copy(),
+            "action_mask": mask,
         }
 
 

@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "pgrad.agent": ["Agent"],
     "pgrad.agents.generic": ["A2C", "PPO", "Reinforce"],
+    "pgrad.agents.sequence": ["Sequence"],
     "pgrad.baselines": ["EMABaseline", "group_normalize", "leave_one_out"],
     "pgrad.config": ["Config"],
     "pgrad.errors": ["TrainingError"],
@@ -38,6 +39,7 @@ _EXPORTS = {
     "pgrad.policies": ["Policy", "ValueFunction", "policy_for"],
     "pgrad.returns": ["discounted_returns", "gae"],
     "pgrad.rollout": ["Batch", "Rollout"],
+    "pgrad.sequence_policies": ["TokenPolicy", "TourPolicy"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 

@@ -43,6 +43,7 @@ from pgrad.policies import ValueFunction, check_policy, policy_for
 from pgrad.rollout import Batch, Collector, Rollout
 from pgrad.run import default_run_dir, interruptible, open_run, pick_device
 from pgrad.schedules import schedule_value
+from pgrad.sequence_policies import sequence_policy_for
 
 Callback = Callable[["Agent", dict[str, float]], None]
 
@@ -155,6 +156,11 @@ class Agent(Persistence):
     def make_env(self, num_envs: int | None = None) -> VectorEnv:
         """The vector environment (next-step autoreset). Override for custom wrappers.
 
+        The training environments (``num_envs=None``) of a grouped baseline pass
+        ``group_size`` to a numpy-vectorised form that takes it (its groups then share their
+        instances, as seeded resets do for sync and async), and ``distinct_starts=True`` for
+        ``baseline=pomo``; evaluation's ``make_env(n)`` gets independent environments.
+
         The default (``pgrad.envs_util.make_vector_env``) records each episode's raw return
         innermost, so a reward wrapper added on top (``super().make_env(num_envs)`` wrapped in
         ``gymnasium.wrappers.vector.TransformReward``, ``NormalizeReward``, ...) changes what
@@ -165,9 +171,21 @@ class Agent(Persistence):
         numpy-vectorised environment before any reward wrapper.
         """
         c = self.config
-        shared = c.grouped and c.rollout == "episodes"  # a group's environments start alike
-        args = (c.vectorization, c.max_episode_steps, shared, c.env_kwargs)
-        return make_vector_env(c.env_id, num_envs or c.num_envs, *args)
+        # a group's environments start alike: seeded resets for sync and async, shared
+        # instances in a numpy-vectorised form that takes group_size (token tasks, TSP)
+        shared = c.grouped and c.rollout == "episodes"
+        grouping: dict[str, Any] = {}
+        if num_envs is None and c.grouped:
+            grouping = {"group_size": c.group_size, "distinct_starts": c.baseline == "pomo"}
+        return make_vector_env(
+            c.env_id,
+            num_envs or c.num_envs,
+            c.vectorization,
+            c.max_episode_steps,
+            shared,
+            c.env_kwargs,
+            grouping,
+        )
 
     def make_encoder(self, obs_space: gym.Space) -> nn.Module:
         """Observations to features (``pgrad.encoders``): a CNN for images, else flattened."""
@@ -177,8 +195,14 @@ class Agent(Persistence):
 
     def make_policy(self, obs_space: gym.Space, action_space: gym.Space) -> nn.Module:
         """An ``nn.Module``: ``forward(obs)`` -> a torch distribution, ``mode(dist)``,
-        ``to_env(actions)`` (see ``pgrad.policies.check_policy``)."""
+        ``to_env(actions)`` (see ``pgrad.policies.check_policy``). Token and tour environments
+        get a sequence model (``pgrad.sequence_policies``), the others an encoder and a head."""
         c = self.config
+        sequence = sequence_policy_for(
+            obs_space, action_space, c.d_model, c.num_heads, c.num_layers
+        )
+        if sequence is not None:
+            return sequence
         return policy_for(
             self.make_encoder(obs_space), action_space, c.hidden, c.activation, c.log_std_init
         )
@@ -199,7 +223,8 @@ class Agent(Persistence):
             collector = launched or RayCollector(self, start=False)
             collector.wait_ready()
             return collector
-        return Collector(self.envs, self.policy, self.device, self.config.seed)
+        c = self.config
+        return Collector(self.envs, self.policy, self.device, c.seed, info_keys=c.info_keys)
 
     def make_optimizer(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
         c = self.config
@@ -229,6 +254,7 @@ class Agent(Persistence):
             rollout = self.collector.collect_episodes(
                 seeds, episode_cap(self.envs, c.max_episode_steps), self.global_step
             )
+            rollout.reset_seeds = seeds
         rollout.weights_version = self.weights_version
         return rollout
 
@@ -349,6 +375,7 @@ class Agent(Persistence):
                         self.global_step,
                         rollout.raw_episode_returns,
                     )
+                    logger.episode_infos(rollout.episode_infos, self.global_step)
                     logger.progress(self.global_step, sps)
                     if every and self.global_step >= next_checkpoint:
                         self._checkpoint()

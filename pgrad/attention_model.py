@@ -171,38 +171,51 @@ class AttentionModel(nn.Module):
     def decode(
         self, encoding: Encoding, current: Tensor, first: Tensor, action_mask: Tensor
     ) -> Tensor:
-        """One decoding step: the masked logits ``[B, n]`` of the next city.
+        """One decoding step: the masked logits of the next city.
+
+        Several partial tours of one instance may be decoded at once: with ``R`` queries per
+        instance they attend to the instance's one encoding (POMO's rollouts, or every step of
+        a tour in an update) instead of a copy of it per tour.
 
         Args:
-            encoding: from :meth:`encode`, one row per observation.
-            current: ``[B]`` the city visited last.
-            first: ``[B]`` the start city.
-            action_mask: ``[B, n]``, 1 for unvisited cities; all ones marks the first step.
+            encoding: from :meth:`encode`, ``U`` instances.
+            current: ``[U]`` or ``[U, R]`` the city visited last.
+            first: the start city, shaped like ``current``.
+            action_mask: ``[U, n]`` or ``[U, R, n]``, 1 for unvisited cities; all ones marks
+                the first step.
 
         Returns:
-            ``[B, n]`` logits; visited cities get the lowest finite float (probability 0).
+            ``[U, n]`` or ``[U, R, n]`` logits; visited cities get the lowest finite float
+            (probability 0).
         """
-        batch = encoding.nodes.shape[0]
-        rows = torch.arange(batch, device=encoding.nodes.device)
-        legal = action_mask != 0
-        ends = torch.cat(
-            [encoding.nodes[rows, first.long()], encoding.nodes[rows, current.long()]], dim=-1
-        )
+        single = current.ndim == 1
+        if single:
+            current, first, action_mask = current[:, None], first[:, None], action_mask[:, None]
+        legal = action_mask != 0  # [U, R, n]
+        nodes = encoding.nodes  # [U, n, d]
+        width = nodes.shape[-1]
+
+        def gather(cities: Tensor) -> Tensor:  # [U, R] -> [U, R, d]
+            return nodes.gather(1, cities.long()[..., None].expand(-1, -1, width))
+
+        ends = torch.cat([gather(first), gather(current)], dim=-1)
         # Before the first city there is no first or current city: the learned placeholders.
         ends = torch.where(legal.all(-1, keepdim=True), self.placeholder.expand_as(ends), ends)
-        query = encoding.graph_query + self.query_first_current(ends)  # [B, d]
+        query = encoding.graph_query[:, None] + self.query_first_current(ends)  # [U, R, d]
         glimpse = nn.functional.scaled_dot_product_attention(
-            self._heads(query[:, None]),
+            self._heads(query),
             encoding.glimpse_keys,
             encoding.glimpse_values,
             # A finished tour (nothing legal) attends to every city rather than to none, which
             # gives nan on some torch versions (zeros on recent ones).
-            attn_mask=(legal | ~legal.any(-1, keepdim=True))[:, None, None],
-        )  # [B, H, 1, d / H]
-        query = self.glimpse_out(glimpse.transpose(1, 2).flatten(2)[:, 0])  # [B, d]
-        compatibility = torch.einsum("bd,bnd->bn", query, encoding.logit_keys)
-        logits = self.clip * torch.tanh(compatibility / math.sqrt(self.d_model))
-        return mask_logits(logits, action_mask)
+            attn_mask=(legal | ~legal.any(-1, keepdim=True))[:, None],
+        )  # [U, H, R, d / H]
+        query = self.glimpse_out(glimpse.transpose(1, 2).flatten(2))  # [U, R, d]
+        compatibility = torch.einsum("urd,und->urn", query, encoding.logit_keys)
+        logits = mask_logits(
+            self.clip * torch.tanh(compatibility / math.sqrt(self.d_model)), action_mask
+        )
+        return logits[:, 0] if single else logits
 
     def _heads(self, x: Tensor) -> Tensor:
         """``[B, m, d]`` -> ``[B, H, m, d / H]``."""

@@ -535,10 +535,27 @@ def _train_and_report(agent: Any, total: int, quiet: bool) -> int:
         how = "deterministic" if agent.config.eval_deterministic else "stochastic: sampled actions"
         print(
             f"evaluation: mean return {result['mean_return']:.2f} ± {result['std_return']:.2f}"
-            f"{_raw_part(result)} over {result['episodes']} episodes ({how})"
+            f"{_raw_part(result)}{_extras_text(result)} over {result['episodes']} episodes ({how})"
         )
     print(f"run directory: {agent.run_dir}")
     return 0
+
+
+_EVAL_KEYS = ("episodes", "mean_return", "std_return", "mean_length")
+_RAW_KEYS = ("mean_raw_return", "std_raw_return")  # printed by _raw_part where they differ
+
+
+def _extras(result: dict[str, Any]) -> dict[str, float]:
+    """What the environment reports at each episode's end (exact match, tour length, ...)."""
+    skip = (*_EVAL_KEYS, *_RAW_KEYS)
+    return {k: v for k, v in result.items() if k.startswith("mean_") and k not in skip}
+
+
+def _extras_text(result: dict[str, Any]) -> str:
+    """``, exact 0.95`` or ``, tour length 3.91``: the extras as words."""
+    return "".join(
+        f", {k.removeprefix('mean_').replace('_', ' ')} {v:.4g}" for k, v in _extras(result).items()
+    )
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -595,15 +612,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         videos = record(agent, Path(args.video), min(args.episodes, 3), deterministic, args.seed)
         print(f"recorded {len(videos)} episode(s) in {args.video}", file=sys.stderr)
     if args.json:
-        keys = ["episodes", "mean_return", "std_return", "mean_length"]
+        keys = list(_EVAL_KEYS)
         if _raw_part(result):
-            keys += ["mean_raw_return", "std_raw_return"]
-        print(json.dumps({k: result[k] for k in keys}))
+            keys += _RAW_KEYS
+        print(json.dumps({**{k: result[k] for k in keys}, **_extras(result)}))
     else:
         print(
             f"{state.get('env_id')}: mean return {result['mean_return']:.2f} ± "
             f"{result['std_return']:.2f}{_raw_part(result)}, mean length "
-            f"{result['mean_length']:.1f} over "
+            f"{result['mean_length']:.1f}{_extras_text(result)} over "
             f"{result['episodes']} episodes ({'deterministic' if deterministic else 'stochastic'})"
         )
     return 0
@@ -704,7 +721,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     base = cls.default_config().replace(
         env_id=args.env_id, total_steps=args.steps_per_trial, seed=args.seed
     )
-    space = default_space(base)
+    space = default_space(base, cls.algorithm_class)
     if args.space:
         space = apply_overrides(space, load_space_file(Path(args.space)), args.space)
     if not space.params:
@@ -827,7 +844,7 @@ def _check_memory(cls: type, config: Config, train: bool = True, episodes: int =
     )
 
     try:
-        footprint = probe_env(config.env_id, config.max_episode_steps)
+        footprint = probe_env(config.env_id, config.max_episode_steps, config.env_kwargs)
     except EnvError:
         if cls.make_env is Agent.make_env:
             raise

@@ -19,9 +19,13 @@ from dataclasses import dataclass, field, fields
 from functools import cache
 from typing import Any
 
-BASELINES = ("none", "ema", "value", "loo", "group")
-GROUPED_BASELINES = ("loo", "group")
+BASELINES = ("none", "ema", "value", "loo", "group", "drgrpo", "rpp", "pomo", "greedy")
+GROUPED_BASELINES = ("loo", "group", "drgrpo", "rpp", "pomo")
 """Baselines that compare environments of a group started from the same seed."""
+SEQUENCE_BASELINES = ("drgrpo", "rpp", "pomo", "greedy")
+"""Baselines of one reward per whole sequence: the sequence algorithm's only."""
+AGGREGATIONS = ("seq_sum", "seq_mean", "token_mean", "token_sum_norm")
+KL_ESTIMATORS = ("k1", "k3")
 ROLLOUTS = ("episodes", "steps")
 VECTORIZATION = ("auto", "sync", "async", "vector_entry_point")
 ACTIVATIONS = ("tanh", "relu")
@@ -76,7 +80,7 @@ class Config:
     gae_lambda: float = 0.95
     """GAE(lambda) in [0, 1] when baseline=value; 1 gives Monte-Carlo returns minus the value."""
     baseline: str = "value"
-    """Baseline: none, ema (moving average of returns), value (learned critic), loo (leave-one-out over groups), group (group-normalised)."""
+    """Baseline: none, ema (moving average of returns), value (learned critic), loo (leave-one-out over groups, RLOO), group (group-normalised, GRPO); sequence agents also drgrpo (group mean, Dr. GRPO), rpp (REINFORCE++), pomo (group mean over distinct starts) and greedy (Kool's greedy rollout)."""
     group_size: int = 4
     """Environments per group for baseline=loo/group; groups start from identically seeded resets where the env allows it."""
     ema_decay: float = 0.9
@@ -134,6 +138,24 @@ class Config:
     ray_address: str = ""
     """Ray cluster to join (auto or HOST:PORT); empty starts a local Ray instance when workers > 0."""
 
+    # -- environments' keyword arguments, episode infos, sequence models and losses ------------
+    log_info_keys: str = ""
+    """Episode-end info keys to log as charts/<key> and report in evaluation, comma separated (besides those the env declares)."""
+    aggregation: str = "seq_sum"
+    """Sequence agents: how token terms add up to the loss: seq_sum (unbiased REINFORCE), seq_mean (GRPO), token_mean (DAPO), token_sum_norm (Dr. GRPO)."""
+    kl_coef: float = 0.0
+    """Sequence agents: weight of the KL to the starting policy (0: no reference kept)."""
+    kl_estimator: str = "k1"
+    """Sequence agents: k1 (log-ratio folded into the sequence reward) or k3 (Schulman's estimate added to the loss)."""
+    greedy_test_every: int = 10
+    """baseline=greedy: updates between paired t-tests that replace the frozen greedy policy."""
+    d_model: int = 64
+    """Width of the sequence models (the causal transformer for tokens, the attention model for TSP)."""
+    num_heads: int = 4
+    """Attention heads of the sequence models."""
+    num_layers: int = 2
+    """Layers of the sequence models."""
+
     def __post_init__(self) -> None:
         self.validate()
 
@@ -147,6 +169,11 @@ class Config:
     def grouped(self) -> bool:
         """Whether the baseline compares groups of environments that share a start."""
         return self.baseline in GROUPED_BASELINES
+
+    @property
+    def info_keys(self) -> tuple[str, ...]:
+        """``log_info_keys`` as a tuple of names."""
+        return tuple(k.strip() for k in self.log_info_keys.split(",") if k.strip())
 
     @property
     def num_groups(self) -> int:
@@ -168,6 +195,10 @@ class Config:
             "keep_checkpoints",
             "max_nonfinite_updates",
             "torch_threads",
+            "greedy_test_every",
+            "d_model",
+            "num_heads",
+            "num_layers",
         )
         for name in positive:
             if getattr(self, name) < 1:
@@ -181,6 +212,7 @@ class Config:
             "workers",
             "vf_coef",
             "max_grad_norm",
+            "kl_coef",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -212,6 +244,8 @@ class Config:
             ("vectorization", VECTORIZATION),
             ("activation", ACTIVATIONS),
             ("optimizer", OPTIMIZERS),
+            ("aggregation", AGGREGATIONS),
+            ("kl_estimator", KL_ESTIMATORS),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(
@@ -241,6 +275,10 @@ class Config:
             )
         if not self.env_id:
             raise ValueError("env_id must not be empty")
+        if self.d_model % self.num_heads:
+            raise ValueError(
+                f"d_model must be a multiple of num_heads, got {self.d_model} and {self.num_heads}"
+            )
 
     # -- (de)serialisation -----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -351,6 +389,8 @@ def parse_value(kind: Any, raw: str, key: str) -> Any:
                 raise ValueError
             return value
         if typing.get_origin(kind) is dict:
+            if not raw.strip().startswith("{"):  # key=value,key=value
+                return parse_kwargs(raw, key)
             value = json.loads(raw)
             if not isinstance(value, dict):
                 raise ValueError
@@ -361,7 +401,33 @@ def parse_value(kind: Any, raw: str, key: str) -> Any:
         return raw
     except ValueError:
         name = getattr(kind, "__name__", str(kind))
+        if typing.get_origin(kind) is dict:
+            name = "key=value items separated by commas, or a JSON object"
         raise ValueError(f"{key} expects {name}, got {raw!r}") from None
+
+
+def parse_kwargs(text: str, name: str) -> dict[str, Any]:
+    """``"a=1,b=true,c=x"`` -> ``{"a": 1, "b": True, "c": "x"}``.
+
+    Values are Python literals where they parse as one (``true``/``false`` too), else strings.
+
+    Raises:
+        ValueError: an item without ``=`` or with an empty key.
+    """
+    out: dict[str, Any] = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        key, sep, raw = item.partition("=")
+        key, raw = key.strip(), raw.strip()
+        if not sep or not key.isidentifier():
+            raise ValueError(f"{name} expects key=value items separated by commas, got {item!r}")
+        literal = {"true": "True", "false": "False", "none": "None"}.get(raw.lower(), raw)
+        try:
+            out[key] = ast.literal_eval(literal)
+        except (ValueError, SyntaxError):
+            out[key] = raw
+    return out
 
 
 def _optional(kind: Any) -> Any:
@@ -418,6 +484,9 @@ def _check_types(config: Config) -> None:
             value = int(value)
             object.__setattr__(config, name, value)
         base = typing.get_origin(kind) or kind
+        if base is dict and isinstance(value, str):  # env_kwargs="length=6,num_symbols=5"
+            value = parse_value(kind, value, name)
+            object.__setattr__(config, name, value)
         if base is tuple and isinstance(value, list):
             value = tuple(value)
             object.__setattr__(config, name, value)

@@ -257,6 +257,10 @@ def merge_rollouts(rollouts: list[Rollout], device: torch.device | str = "cpu") 
         **merged,
         episode_returns=[x for r in rollouts for x in r.episode_returns],
         episode_lengths=[x for r in rollouts for x in r.episode_lengths],
+        episode_infos={
+            key: [x for r in rollouts for x in r.episode_infos.get(key, [])]
+            for key in dict.fromkeys(k for r in rollouts for k in r.episode_infos)
+        },
         raw_episode_returns=_merge_raw(rollouts),
         weights_version=rollouts[0].weights_version,
         env_steps=sum(r.num_steps for r in rollouts),

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import copy
 import importlib
+import inspect
 import os
 import random
 import sys
 import tracemalloc
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -81,7 +83,8 @@ def make_vector_env(
     vectorization: str = "auto",
     max_episode_steps: int = 0,
     shared_starts: bool = False,
-    env_kwargs: dict | None = None,
+    env_kwargs: dict[str, Any] | None = None,
+    vector_only_kwargs: dict[str, Any] | None = None,
 ) -> VectorEnv:
     """A Gymnasium vector environment in next-step autoreset mode, recording raw returns.
 
@@ -97,10 +100,14 @@ def make_vector_env(
             (``vector_entry_point``: Gymnasium's, or pgrad's own for the ids in
             ``pgrad.envs.VECTOR_ENVS``), else ``sync``.
         max_episode_steps: time limit (0 keeps the environment's own).
-        env_kwargs: keyword arguments for the environment's constructor (``gymnasium.make``'s).
+        env_kwargs: keyword arguments for the environment's constructor (``gymnasium.make``'s,
+            e.g. ``{"length": 6}``).
         shared_starts: the caller resets sub-environments with one seed each, equal within a
             group (the grouped baselines); ``auto`` then skips a numpy-vectorised form that
-            takes only one seed for all (Gymnasium's CartPole draws every start from one RNG).
+            takes only one seed for all (Gymnasium's CartPole draws every start from one RNG),
+            unless that form takes ``group_size`` and shares its groups' instances itself.
+        vector_only_kwargs: keyword arguments for a numpy-vectorised form only, each passed
+            when its constructor takes it (e.g. ``group_size``); ignored for sync and async.
 
     Observations keep their space (a Dict stays a dict); the policy's encoder reads them.
 
@@ -126,6 +133,9 @@ def make_vector_env(
     check_env_objects(env_id, num_envs, mode)
     numpy_form = mode == "vector_entry_point"
     vector_kwargs = {} if numpy_form else {"autoreset_mode": AutoresetMode.NEXT_STEP}
+    taken: dict[str, Any] = {}  # env_kwargs travel in the spec; these only to a vector form
+    if numpy_form and vector_only_kwargs:
+        taken = _accepted(spec.vector_entry_point, vector_only_kwargs)
     try:
         envs = gym.make_vec(
             spec,
@@ -133,6 +143,7 @@ def make_vector_env(
             vectorization_mode=mode,
             vector_kwargs=vector_kwargs,
             wrappers=None if numpy_form else [record_raw_returns],
+            **taken,
         )
         if numpy_form:
             envs = record_raw_returns(envs)
@@ -141,7 +152,7 @@ def make_vector_env(
     except Exception as err:
         first = first_line(err)
         raise EnvError(f"cannot make {env_id}: {first}") from None
-    if shared_starts and not accepts_seed_list(envs):
+    if shared_starts and "group_size" not in taken and not accepts_seed_list(envs):
         envs.close()
         if vectorization != "auto":
             raise EnvError(
@@ -152,6 +163,19 @@ def make_vector_env(
             env_id, num_envs, "sync", max_episode_steps, shared_starts, env_kwargs
         )
     return envs
+
+
+def _accepted(entry_point: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``kwargs`` that ``entry_point`` (a callable or ``module:name``) takes."""
+    if isinstance(entry_point, str):
+        from gymnasium.envs.registration import load_env_creator
+
+        entry_point = load_env_creator(entry_point)
+    try:
+        parameters = inspect.signature(entry_point).parameters
+    except (TypeError, ValueError):
+        return {}
+    return {k: v for k, v in kwargs.items() if k in parameters}
 
 
 def numpy_vectorised() -> dict[str, str]:
@@ -196,7 +220,9 @@ def episode_seeds(envs: VectorEnv, config: Config, update: int) -> int | list[in
     return [derive_seed(config.seed, update, i // per_group) for i in range(config.num_envs)]
 
 
-def probe_env(env_id: str, max_episode_steps: int = 0) -> EnvFootprint:
+def probe_env(
+    env_id: str, max_episode_steps: int = 0, env_kwargs: dict[str, Any] | None = None
+) -> EnvFootprint:
     """Spaces, time limit and the measured size of one ``env_id`` environment.
 
     Makes the environment twice: the first ``gym.make`` imports its modules and fills caches,
@@ -210,6 +236,7 @@ def probe_env(env_id: str, max_episode_steps: int = 0) -> EnvFootprint:
     check_extras(env_id, spec)
     if max_episode_steps > 0:
         spec.max_episode_steps = max_episode_steps
+    spec.kwargs = {**spec.kwargs, **(env_kwargs or {})}
     try:
         env = gym.make(spec)
         env.close()

@@ -22,7 +22,9 @@ def evaluate(
 
     Returns:
         ``{"episodes", "mean_return", "std_return", "mean_length", "returns", "lengths"}``,
-        the returns as the agent's environment gives them (after its reward wrappers). Where
+        and ``mean_<key>`` for each episode-end info entry the environment declares or the
+        config's ``log_info_keys`` names (e.g. ``mean_exact``, ``mean_tour_length``); the
+        returns as the agent's environment gives them (after its reward wrappers). Where
         the environment reports its own returns for every episode (``pgrad.episode_stats``;
         the default ``make_env`` does), also ``"raw_returns"``, ``"mean_raw_return"`` and
         ``"std_raw_return"``: the same episodes' returns before any reward wrapper, equal to
@@ -33,7 +35,9 @@ def evaluate(
     seed = agent.config.seed + 10_000 if seed is None else seed
     envs = agent.make_env(episodes)
     try:
-        collector = Collector(envs, agent.policy, agent.device, seed, deterministic)
+        collector = Collector(
+            envs, agent.policy, agent.device, seed, deterministic, agent.config.info_keys
+        )
         reset_seed = (
             [derive_seed(seed, i) for i in range(episodes)] if accepts_seed_list(envs) else seed
         )
@@ -46,11 +50,18 @@ def evaluate(
         envs.close()
     returns = np.asarray(rollout.episode_returns, dtype=np.float64)
     lengths = np.asarray(rollout.episode_lengths, dtype=np.float64)
+    # the environment's episode-end infos (exact match, tour length, ...) as mean_<key>
+    info_means = {
+        f"mean_{key}": float(np.mean(values))
+        for key, values in rollout.episode_infos.items()
+        if values
+    }
     result = {
         "episodes": int(returns.size),
         "mean_return": float(returns.mean()),
         "std_return": float(returns.std()),
         "mean_length": float(lengths.mean()),
+        **info_means,
         "returns": returns.tolist(),
         "lengths": lengths.astype(int).tolist(),
     }

@@ -105,6 +105,12 @@ class Logger:
         if self.log_raw and known:
             self.writer.add_scalar("charts/episodic_return_raw", sum(known) / len(known), step)
 
+    def episode_infos(self, infos: dict[str, list[float]], step: int) -> None:
+        """Log the mean of each episode-end info entry as ``charts/<key>`` (``charts/exact``)."""
+        for key, values in infos.items():
+            if values:
+                self.writer.add_scalar(f"charts/{key}", sum(values) / len(values), step)
+
     def progress(self, step: int, sps: float) -> None:
         recent = (
             f"return {sum(self.recent_returns) / len(self.recent_returns):8.2f}"

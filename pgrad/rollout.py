@@ -27,6 +27,11 @@ that allows no action is an error naming the environment and step, unless that e
 action is ignored anyway (the dead step after an episode's end, or an environment waiting for
 the others in ``collect_episodes``).
 
+**Episode infos**: the info entries named by the environment's ``metadata["episode_info_keys"]``
+(e.g. ``exact`` of the token tasks, ``tour_length`` of TSP) and the collector's ``info_keys`` are
+kept for every episode that ends, as floats, in ``Rollout.episode_infos``; with no keys the step
+loop does nothing more than before.
+
 A ``Batch`` is what an update learns from: the rollout's observations and actions with what
 the algorithm prepared once per rollout (advantages, value targets, old log-probabilities),
 time-major ``[T, N]``, sliced into shuffled minibatches when an algorithm takes several steps.
@@ -34,7 +39,7 @@ time-major ``[T, N]``, sliced into shuffled minibatches when an algorithm takes 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
@@ -69,6 +74,11 @@ class Rollout:
     ``episode_returns`` (NaN for an episode whose end carried no report, e.g. one cut by
     ``collect_episodes``' ``max_steps``)."""
     weights_version: int = 0
+    episode_infos: dict[str, list[float]] = field(default_factory=dict)
+    """Per info key, its value at the end of each episode that ended, in ``episode_returns``'
+    order (see the module docstring)."""
+    reset_seeds: int | list[int] | None = None
+    """The reset seed(s) that started these episodes (``collect_episodes``), else ``None``."""
 
     @property
     def num_steps(self) -> int:
@@ -97,6 +107,7 @@ class Batch:
     | ``returns``       | ``[*B]``      | value targets (critic), or the Monte-Carlo returns  |
     | ``old_log_probs`` | ``[*B]``      | log-probabilities under the policy that collected   |
     | ``old_values``    | ``[*B]``      | the critic's values when the rollout was prepared   |
+    | ``ref_log_probs`` | ``[*B]``      | log-probabilities under a reference policy (KL)     |
 
     ``stats`` holds the per-update diagnostics computed while preparing (explained variance,
     advantage statistics), logged once per update.
@@ -109,6 +120,7 @@ class Batch:
     returns: Tensor | None = None
     old_log_probs: Tensor | None = None
     old_values: Tensor | None = None
+    ref_log_probs: Tensor | None = None
     stats: dict[str, float] = field(default_factory=dict)
 
     def _map(self, fn: Callable[[Tensor], Tensor]) -> Batch:
@@ -178,6 +190,7 @@ class Collector:
         device: torch.device,
         seed: int,
         deterministic: bool = False,
+        info_keys: Sequence[str] = (),
     ) -> None:
         mode = envs.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
         if AutoresetMode(mode) is not AutoresetMode.NEXT_STEP:
@@ -187,6 +200,10 @@ class Collector:
         self.seed = seed
         self.deterministic = deterministic
         """Act with the policy's most likely action instead of a sample (evaluation)."""
+        declared = tuple(envs.metadata.get("episode_info_keys", ()))
+        self.info_keys = tuple(dict.fromkeys((*declared, *info_keys)))
+        """Info entries kept at every episode's end (see the module docstring)."""
+        self._infos: dict[str, list[float]] = {key: [] for key in self.info_keys}
         self._obs: Obs | None = None
         self._prev_done = np.zeros(self.num_envs, dtype=bool)
         self._running_return = np.zeros(self.num_envs, dtype=np.float64)
@@ -247,8 +264,19 @@ class Collector:
         if self._raw is not None:
             self._reports_raw = True
         done = np.asarray(terminated) | np.asarray(truncated)
+        if self.info_keys and done.any():
+            self._record_infos(infos, done if live is None else done & live)
         live = ~done if live is None else live & ~done
         return action, self._observe(raw, step, live), rewards, terminated, truncated
+
+    def _record_infos(self, info: dict, ended: np.ndarray) -> None:
+        """Keep ``info[key]`` of the environments whose episode ended (``ended [N]``)."""
+        for key in self.info_keys:
+            if key not in info:
+                continue
+            present = np.asarray(info.get(f"_{key}", np.ones_like(ended)), dtype=bool)
+            values = np.asarray(info[key], dtype=np.float64)
+            self._infos[key].extend(values[ended & present].tolist())
 
     @staticmethod
     def _check_rewards(rewards: np.ndarray, step_offset: int) -> None:
@@ -432,6 +460,9 @@ class Collector:
             rollout,
             raw_reports if self._reports_raw else None,
         )
+        if self.info_keys:
+            rollout.episode_infos = self._infos
+            self._infos = {key: [] for key in self.info_keys}
         return rollout
 
 

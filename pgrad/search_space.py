@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pgrad.config import BASELINES, Config, field_types, parse_value
+from pgrad.config import BASELINES, SEQUENCE_BASELINES, Config, field_types, parse_value
 from pgrad.errors import first_line
 
 SET_BY_TUNE = ("env_id", "seed", "total_steps")
@@ -99,15 +99,27 @@ class Space:
         }
 
 
-def default_space(config: Config) -> Space:
+CONTROL_BASELINES = tuple(b for b in BASELINES if b not in SEQUENCE_BASELINES)
+"""The baselines a control agent takes (the others compare whole sequences)."""
+TUNED_SEQUENCE_BASELINES = ("none", "ema", "loo", "group", "drgrpo", "rpp")
+"""The sequence agent's baselines worth searching on any token task (``pomo`` needs tours,
+``greedy`` a frozen decoder: name them in a space file to try them)."""
+
+
+def default_space(config: Config, algorithm: type | None = None) -> Space:
     """The keys worth tuning for an agent whose default config is ``config``.
 
     Always: learning rate, entropy coefficient, discount, number of environments, and the
     width of each hidden layer (when there are any). Fixed-length rollouts (``rollout=steps``,
     A2C) add their length ``num_steps`` and, with a critic, GAE's lambda; whole-episode
-    REINFORCE (``rollout=episodes``) adds the baseline. PPO's ``clip_coef`` and
-    ``update_epochs`` join when the agent's config has those fields.
+    REINFORCE (``rollout=episodes``) adds the baseline, among those ``algorithm`` (the agent's
+    ``algorithm_class``) takes. PPO (a ``PPOAlgorithm``) adds ``clip_coef`` and
+    ``update_epochs``.
     """
+    from pgrad.algos import PPOAlgorithm, SequenceAlgorithm
+
+    sequence = algorithm is not None and issubclass(algorithm, SequenceAlgorithm)
+    ppo = algorithm is not None and issubclass(algorithm, PPOAlgorithm)
     params = [
         Param("learning_rate", "float", 1e-4, 1e-1, log=True),
         Param("ent_coef", "categorical", choices=(0.0, 1e-4, 1e-3, 1e-2, 3e-2)),
@@ -126,9 +138,9 @@ def default_space(config: Config) -> Space:
         if config.baseline == "value":
             params.append(Param("gae_lambda", "categorical", choices=(0.8, 0.9, 0.95, 0.98, 1.0)))
     else:
-        params.append(Param("baseline", "categorical", choices=BASELINES))
-    names = {f.name for f in dataclasses.fields(config)}
-    if {"clip_coef", "update_epochs"} <= names:
+        baselines = TUNED_SEQUENCE_BASELINES if sequence else CONTROL_BASELINES
+        params.append(Param("baseline", "categorical", choices=baselines))
+    if ppo:
         params.append(Param("clip_coef", "categorical", choices=(0.1, 0.2, 0.3)))
         params.append(Param("update_epochs", "int", 1, 10))
     return Space({p.name: p for p in params}, {})

@@ -243,3 +243,67 @@ def test_a_verifier_sees_the_tokens_before_eos():
     _, reward, terminated, _, info = env.step(EOS)
     assert env.seen == [FIRST, FIRST + 1]
     assert terminated and reward == 1.0 and info["exact"]
+
+
+@pytest.mark.parametrize(
+    "env_id,kwargs",
+    [
+        ("pgrad/Copy-v0", {"length": 4, "min_length": 1}),
+        ("pgrad/Reverse-v0", {"length": 3}),
+        ("pgrad/Sort-v0", {"length": 3}),
+        ("pgrad/Addition-v0", {"digits": 2}),
+    ],
+)
+def test_vectorised_form_equals_a_sync_vector_env(env_id, kwargs):
+    """Same seeds (groups of equal ones), same random tokens: the same observations, rewards,
+    ends and infos, through several autoresets."""
+    from gymnasium.vector import AutoresetMode
+
+    n = 8
+    vec = gym.make_vec(env_id, n, vectorization_mode="vector_entry_point", **kwargs)
+    sync = gym.make_vec(
+        env_id,
+        n,
+        vectorization_mode="sync",
+        vector_kwargs={"autoreset_mode": AutoresetMode.NEXT_STEP},
+        **kwargs,
+    )
+    seeds = [i // 2 for i in range(n)]
+    obs_vec, _ = vec.reset(seed=seeds)
+    obs_sync, _ = sync.reset(seed=seeds)
+    rng = np.random.default_rng(0)
+    ends = 0
+    for _ in range(25):
+        for key in obs_sync:
+            np.testing.assert_array_equal(obs_vec[key], obs_sync[key])
+        actions = rng.integers(2, vec.single_action_space.n, n)  # <eos> and symbols
+        obs_vec, r_vec, term_vec, trunc_vec, info_vec = vec.step(actions)
+        obs_sync, r_sync, term_sync, trunc_sync, info_sync = sync.step(actions)
+        np.testing.assert_array_equal(r_vec, r_sync)
+        np.testing.assert_array_equal(term_vec, term_sync)
+        np.testing.assert_array_equal(trunc_vec, trunc_sync)
+        assert info_vec.keys() == info_sync.keys()
+        for key in info_sync:
+            np.testing.assert_array_equal(info_vec[key], info_sync[key])
+        ends += int(term_sync.sum())
+    assert ends >= n  # every environment went through an autoreset
+    one_seed, _ = vec.reset(seed=5)
+    np.testing.assert_array_equal(one_seed["tokens"], sync.reset(seed=5)[0]["tokens"])
+
+
+def test_addition_curriculum_keeps_the_layout_and_the_sums_right():
+    env = AdditionEnv(digits=3, min_digits=1)
+    significant = set()
+    for seed in range(200):
+        env.reset(seed=seed)
+        digits = env.prompt - 3  # symbol indices; 10 is "+"
+        a, b = digits[:3], digits[4:]
+        assert digits[3] == 10 and len(env.answer) == 4
+        value = lambda d: int("".join(map(str, d)))  # noqa: E731
+        assert value(env.answer - 3) == value(a) + value(b)
+        significant.add(
+            3 - min(np.argmax(a > 0) if a.any() else 3, np.argmax(b > 0) if b.any() else 3)
+        )
+    assert {1, 3} <= significant  # short and full-length operands both occur
+    with pytest.raises(ValueError, match="min_digits"):
+        AdditionEnv(digits=2, min_digits=3)

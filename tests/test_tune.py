@@ -260,6 +260,17 @@ def test_default_space_follows_the_agent():
     for space in (a2c, reinforce):
         assert {"learning_rate", "ent_coef", "gamma", "num_envs", "hidden"} <= set(space)
     assert "hidden" not in default_space(pgrad.Reinforce.default_config(hidden=())).params
+    # each agent searches only what its algorithm reads
+    with_algorithm = {
+        cls: default_space(cls.default_config(), cls.algorithm_class).params
+        for cls in (pgrad.Reinforce, pgrad.A2C, pgrad.PPO, pgrad.Sequence)
+    }
+    assert "clip_coef" in with_algorithm[pgrad.PPO]
+    assert not {"clip_coef", "update_epochs"} & set(with_algorithm[pgrad.A2C])
+    control = with_algorithm[pgrad.Reinforce]["baseline"].choices
+    assert "value" in control and not {"drgrpo", "rpp", "pomo", "greedy"} & set(control)
+    sequence = with_algorithm[pgrad.Sequence]["baseline"].choices
+    assert {"loo", "drgrpo", "rpp"} <= set(sequence) and "value" not in sequence
 
 
 # -- bad input ------------------------------------------------------------------------------------

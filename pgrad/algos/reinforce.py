@@ -33,7 +33,7 @@ import torch
 
 from pgrad.algos.base import Algorithm
 from pgrad.baselines import EMABaseline, group_normalize, leave_one_out
-from pgrad.config import Config
+from pgrad.config import SEQUENCE_BASELINES, Config
 from pgrad.losses import (
     LossParts,
     entropy_bonus,
@@ -63,6 +63,11 @@ class ReinforceAlgorithm(Algorithm):
 
     def __init__(self, policy: torch.nn.Module, critic: torch.nn.Module | None, config: Config):
         super().__init__(policy, critic, config)
+        if config.baseline in SEQUENCE_BASELINES:
+            raise ValueError(
+                f"baseline={config.baseline} compares whole sequences: use the sequence agent "
+                "(--agent sequence)"
+            )
         self.ema = EMABaseline(config.ema_decay)
 
     @torch.no_grad()
