@@ -201,8 +201,9 @@ class Limit:
         self.envs = gym.make_vec(ENV_ID, num_envs=num_envs, vectorization_mode="vector_entry_point")
         self.envs.reset(seed=0)
         self.actions = [np.random.default_rng(i).integers(0, 2, num_envs) for i in range(64)]
-        self.policy = policy_for(4, self.envs.single_action_space, hidden)
-        self.critic = ValueFunction(4, hidden)
+        space = self.envs.single_observation_space
+        self.policy = policy_for(space, self.envs.single_action_space, hidden)
+        self.critic = ValueFunction(space, hidden)
         self.obs = torch.randn(num_envs, 4)
         self.batch_obs = torch.randn(num_steps + 1, num_envs, 4)
         self.batch_actions = torch.randint(0, 2, (num_steps, num_envs))
