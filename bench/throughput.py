@@ -1,6 +1,8 @@
 """Training throughput: pgrad against SB3 A2C and Tianshou REINFORCE on CartPole-v1 and against
-the machine's limit (the ``a2c`` section), and pgrad's PPO against SB3's PPO with rl-zoo's
-settings on CartPole-v1 and Hopper-v5 (the ``ppo`` section), each section in one run.
+the machine's limit (the ``a2c`` section), pgrad's PPO against SB3's PPO with rl-zoo's
+settings on CartPole-v1 and Hopper-v5 (the ``ppo`` section), and pgrad's A2C presets on
+Acrobot-v1 and Pendulum-v1 with pgrad's numpy-vectorised environments and with Gymnasium's sync
+vector env, against SB3 A2C (the ``classic`` section), each section in one run.
 
 Every learner trains in its own worker process (see ``_common.py``) with its library's own
 training loop. After a warm-up, the driver runs rounds; in each round every learner trains for
@@ -23,8 +25,9 @@ is printed as a fraction of it.
 
 Usage::
 
-    python bench/throughput.py                    # both sections, about 10 minutes on 2 cores
+    python bench/throughput.py                    # all sections, about 15 minutes on 2 cores
     python bench/throughput.py --sections ppo     # PPO only
+    python bench/throughput.py --sections classic # Acrobot and Pendulum, about 5 minutes
     python bench/throughput.py --quick            # about 3 minutes
 """
 
@@ -187,6 +190,92 @@ def ppo_learners(quick: bool) -> list[Learner]:
     return rows
 
 
+# -- Acrobot and Pendulum: numpy-vectorised against Gymnasium's sync vector env -----------------
+CLASSIC = {"Acrobot-v1": "acrobot", "Pendulum-v1": "pendulum-a2c"}
+"""The tasks of the ``classic`` section and pgrad's A2C preset for each."""
+
+
+def classic_learners() -> list[Learner]:
+    """Per task: pgrad's A2C preset on its numpy-vectorised env and on Gymnasium's sync one, and
+    SB3 A2C with rl-zoo's settings (on its own sync vector env, as SB3 always steps)."""
+    from pgrad.agents import AGENTS
+
+    rows = []
+    for env_id, preset in CLASSIC.items():
+        config = AGENTS[preset].default_config()
+        sizes = f"{config.num_envs} envs x {config.num_steps} steps"
+        rows += [
+            Learner(
+                f"pgrad `{preset}` preset ({sizes}), numpy-vectorised (`vectorization=auto`)",
+                dict(library="pgrad", agent=preset, checkpoint_every=0),
+                env_id,
+                env_id=env_id,
+            ),
+            Learner(
+                f"pgrad `{preset}` preset ({sizes}), Gymnasium's sync vector env "
+                "(`vectorization=sync`)",
+                dict(library="pgrad", agent=preset, vectorization="sync", checkpoint_every=0),
+                env_id,
+                env_id=env_id,
+            ),
+            Learner("SB3 A2C, rl-zoo", dict(library="sb3", algo="a2c"), env_id, env_id=env_id),
+        ]
+    return rows
+
+
+def env_alone(env_id: str, sizes: tuple[int, ...], seconds: float) -> str:
+    """Env steps per second of the vector env alone (random actions drawn beforehand), per size:
+    pgrad's numpy-vectorised form against Gymnasium's sync vector env, interleaved, medians of 5
+    samples of about ``seconds`` each."""
+    import gymnasium as gym
+
+    from pgrad.envs import VECTOR_ENVS
+
+    def rate(envs: Any, actions: list, reps: int) -> float:
+        start = time.perf_counter()
+        for i in range(reps):
+            envs.step(actions[i % len(actions)])
+        return reps * envs.num_envs / (time.perf_counter() - start)
+
+    out = []
+    for n in sizes:
+        kinds = {
+            "numpy": VECTOR_ENVS[env_id](num_envs=n),
+            "sync": gym.make_vec(env_id, num_envs=n, vectorization_mode="sync"),
+        }
+        for envs in kinds.values():
+            envs.reset(seed=0)
+        kinds["numpy"].action_space.seed(0)
+        actions = [kinds["numpy"].action_space.sample() for _ in range(32)]
+        reps = {kind: max(1, int(rate(e, actions, 3) * seconds / n)) for kind, e in kinds.items()}
+        samples: dict[str, list[float]] = {kind: [] for kind in kinds}
+        for _ in range(5):
+            for kind, envs in kinds.items():
+                samples[kind].append(rate(envs, actions, reps[kind]))
+        ratios = [a / b for a, b in zip(samples["numpy"], samples["sync"])]
+        out.append(
+            [
+                f"{n:,}",
+                f"{median(samples['numpy']):,.0f}",
+                f"{median(samples['sync']):,.0f}",
+                f"{median(ratios):.1f}x",
+                f"{min(ratios):.1f}-{max(ratios):.1f}",
+            ]
+        )
+        for envs in kinds.values():
+            envs.close()
+    return table(
+        [
+            "envs",
+            "pgrad numpy-vectorised (env steps/s)",
+            "Gymnasium sync (env steps/s)",
+            "ratio (median)",
+            "per-sample range",
+        ],
+        out,
+    )
+
+
 # -- the machine's limit ----------------------------------------------------------------------
 class Limit:
     """Times the unavoidable parts at one size; ``measure`` adds one sample of each."""
@@ -201,8 +290,9 @@ class Limit:
         self.envs = gym.make_vec(ENV_ID, num_envs=num_envs, vectorization_mode="vector_entry_point")
         self.envs.reset(seed=0)
         self.actions = [np.random.default_rng(i).integers(0, 2, num_envs) for i in range(64)]
-        self.policy = policy_for(4, self.envs.single_action_space, hidden)
-        self.critic = ValueFunction(4, hidden)
+        space = self.envs.single_observation_space
+        self.policy = policy_for(space, self.envs.single_action_space, hidden)
+        self.critic = ValueFunction(space, hidden)
         self.obs = torch.randn(num_envs, 4)
         self.batch_obs = torch.randn(num_steps + 1, num_envs, 4)
         self.batch_actions = torch.randint(0, 2, (num_steps, num_envs))
@@ -444,7 +534,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads in every learner")
     parser.add_argument(
-        "--sections", nargs="+", default=["a2c", "ppo"], choices=["a2c", "ppo"], help="what to run"
+        "--sections",
+        nargs="+",
+        default=["a2c", "ppo", "classic"],
+        choices=["a2c", "ppo", "classic"],
+        help="what to run",
     )
     args = parser.parse_args(argv)
     rounds = args.rounds or (3 if args.quick else 7)
@@ -472,6 +566,19 @@ def main(argv: list[str] | None = None) -> None:
             "each, medians)\n"
         )
         report(rows, "SB3 PPO on the same task")
+    if "classic" in args.sections:
+        rows = classic_learners()
+        measure(rows, {}, rounds, seconds, args.threads, args.peer_python)
+        print(
+            f"\n## Acrobot-v1 and Pendulum-v1: env steps per second of training ({rounds} rounds "
+            f"of ~{seconds:g} s each, medians)\n"
+        )
+        report(rows, "SB3 A2C on the same task")
+        for env_id in CLASSIC:
+            print(f"\n## {env_id}: the vector environment alone, random actions\n")
+            print(env_alone(env_id, (16, 64, 256), seconds / 4), flush=True)
+    if not {"a2c", "ppo"} & set(args.sections):
+        return
     print("\n## Where pgrad's time goes\n")
     if "a2c" in args.sections:
         steps = 100_000 if args.quick else 400_000

@@ -48,17 +48,53 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
 
 # -- distributions ---------------------------------------------------------------------------
+_FEW_ACTIONS = 16
+"""Below this many actions, large batches are normalised across the batch (see below)."""
+
+
+def log_normalize(logits: Tensor) -> Tensor:
+    """``log_softmax`` over the last dimension, computed the fast way for the shape.
+
+    ``log p_i = x_i - m - log sum_j exp(x_j - m)`` with ``m = max_j x_j``. For few actions and
+    a large batch (an update's ``[T, N, 2]``), ``torch.log_softmax`` reduces each row of 2 to
+    15 numbers on its own, 2-10x slower than laying the actions out first (``[K, *B]``) and
+    reducing across the batch, which vectorises; its backward likewise. Otherwise (many
+    actions, or a small batch such as one environment step's) it is ``torch.log_softmax``. The
+    two agree to a few units in the last place. ``m`` carries no gradient: the result does
+    not depend on it.
+
+    Args:
+        logits: ``[*B, K]`` unnormalised log-probabilities.
+
+    Returns:
+        ``[*B, K]`` log-probabilities, contiguous.
+    """
+    actions = logits.shape[-1]
+    if actions >= _FEW_ACTIONS or logits.numel() < 4096:
+        return logits.log_softmax(-1)
+    by_action = logits.movedim(-1, 0).contiguous()  # [K, *B]
+    shifted = by_action - by_action.amax(0).detach()
+    return (shifted - shifted.exp().sum(0).log()).movedim(0, -1).contiguous()
+
+
 class GumbelCategorical(Categorical):
-    """``Categorical`` whose ``sample`` uses the Gumbel-max trick.
+    """``Categorical`` with a fast sampler (the Gumbel-max trick) and fused log-prob and entropy.
 
     ``argmax_i(logits_i + g_i)`` with i.i.d. standard Gumbel noise ``g_i = -log(e_i)``,
     ``e_i ~ Exp(1)``, is distributed exactly as ``Categorical(logits=logits)`` (Gumbel, 1954;
     Maddison, Tarlow and Minka, 2014, "A* Sampling"). It needs neither the softmax nor
     ``torch.multinomial`` of ``Categorical.sample``, which on a CPU cost more than the rest of a
-    small policy's forward pass: sampling is 3x faster at batch 8 to 1,024. It also normalises
-    the logits with one ``log_softmax`` instead of ``Categorical``'s ``logits - logsumexp``
-    (7x faster at batch 8; the same values up to rounding). ``log_prob``, ``entropy``, ``probs``
-    and ``mode`` are ``Categorical``'s. Built from logits only.
+    small policy's forward pass: sampling is 3x faster at batch 8 to 1,024.
+
+    The logits are normalised once (:func:`log_normalize`), and both ``log_prob`` and
+    ``entropy`` read the normalised log-probabilities ``l``: ``log_prob(a) = l_a`` (one gather,
+    where ``Categorical`` broadcasts the actions against the logits first) and
+    ``H = -sum_i exp(l_i) l_i`` (``Categorical`` computes a second softmax for ``probs``). On an
+    update's ``[16, 512, 2]`` batch the three, forward and backward, cost a third of
+    ``Categorical``'s; the values agree to float rounding. ``probs``, ``mode`` and ``log_prob``
+    of sample-shaped actions are ``Categorical``'s. A masked action (logit
+    ``MASKED_LOGIT``) has ``exp(l) = 0``: it adds exactly 0 to the entropy and gets no
+    gradient. Built from logits only.
 
     Example:
         >>> dist = GumbelCategorical(logits=torch.tensor([[0.0, 20.0], [20.0, 0.0]]))
@@ -69,8 +105,8 @@ class GumbelCategorical(Categorical):
     def __init__(self, logits: Tensor, validate_args: bool | None = None) -> None:
         if logits.dim() < 1:
             raise ValueError("logits must be at least one-dimensional")
-        # what Categorical.__init__ sets for logits, normalised by log_softmax
-        self.logits = logits.log_softmax(-1)
+        # what Categorical.__init__ sets for logits, normalised
+        self.logits = log_normalize(logits)
         self._param = self.logits
         self._num_events = logits.shape[-1]
         Distribution.__init__(self, logits.shape[:-1], validate_args=validate_args)
@@ -82,6 +118,16 @@ class GumbelCategorical(Categorical):
             # an exact 0 would make the noise +inf (see pgrad.estimators.gumbel_softmax)
             exponential.exponential_().clamp_(min=torch.finfo(self.logits.dtype).tiny)
             return (self.logits.expand(shape) - exponential.log_()).argmax(-1)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        if value.shape != self.batch_shape:  # sample-shaped: Categorical broadcasts
+            return super().log_prob(value)
+        return self.logits.gather(-1, value.long().unsqueeze(-1)).squeeze(-1)
+
+    def entropy(self) -> Tensor:
+        # a logit of -inf gives 0 * -inf = nan; clamped, as in Categorical
+        log_p = self.logits.clamp(min=torch.finfo(self.logits.dtype).min)
+        return -(log_p.exp() * log_p).sum(-1)
 
 
 # -- policies --------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from pgrad import A2C, Reinforce
-from pgrad.policies import GumbelCategorical
+from pgrad.policies import MASKED_LOGIT, GumbelCategorical
 from pgrad.rollout import Collector, Rollout
 
 
@@ -31,18 +31,68 @@ def test_gumbel_categorical_samples_the_categorical_distribution(batch):
     assert (samples != 3).all()
 
 
-def test_gumbel_categorical_has_categoricals_log_prob_entropy_and_gradients():
-    logits = (torch.randn(6, 5) * 3).requires_grad_()
-    fast, plain = GumbelCategorical(logits=logits), torch.distributions.Categorical(logits=logits)
-    actions = plain.sample()
-    assert fast.batch_shape == plain.batch_shape and fast.event_shape == plain.event_shape
-    for name in ("logits", "probs"):
-        torch.testing.assert_close(getattr(fast, name), getattr(plain, name))
-    torch.testing.assert_close(fast.entropy(), plain.entropy())
-    torch.testing.assert_close(fast.log_prob(actions), plain.log_prob(actions))
-    (grad_fast,) = torch.autograd.grad((fast.log_prob(actions) + fast.entropy()).sum(), logits)
-    (grad_plain,) = torch.autograd.grad((plain.log_prob(actions) + plain.entropy()).sum(), logits)
-    torch.testing.assert_close(grad_fast, grad_plain)
+@pytest.mark.parametrize(
+    "shape",
+    [
+        (6, 5),  # a small batch: torch.log_softmax
+        (16, 512, 2),  # an update's batch with few actions: normalised across the batch
+        (2048, 7),
+        (512, 20),  # many actions: torch.log_softmax
+    ],
+)
+@pytest.mark.parametrize("masked", [False, True])
+def test_gumbel_categorical_has_categoricals_log_prob_entropy_and_gradients(shape, masked):
+    """Values and gradients against ``Categorical``, in float32 and (the truth) float64."""
+    gen = torch.Generator().manual_seed(1)
+    logits = torch.randn(*shape, generator=gen) * 3
+    logits.view(-1, shape[-1])[::7] += 100.0  # exp(100) overflows a float32 without the shift
+    if masked:
+        rows = logits.view(-1, shape[-1])
+        rows.masked_fill_(torch.rand(rows.shape, generator=gen) < 0.4, MASKED_LOGIT)
+        rows[::5, 1:] = MASKED_LOGIT  # all but one action masked
+        rows[1::11] = MASKED_LOGIT  # nothing allowed: uniform, as Categorical gives
+        rows[2::9, :2] = torch.tensor([-math.inf, 0.5])  # a user's -inf: probability 0 too
+    actions = torch.distributions.Categorical(logits=logits).sample()
+    samples = torch.distributions.Categorical(logits=logits).sample((3,))
+    weights = torch.randn(shape[:-1], generator=gen)
+
+    def evaluate(dist_cls: type, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+        x = logits.to(dtype).requires_grad_()
+        dist = dist_cls(logits=x)
+        assert dist.batch_shape == shape[:-1] and dist.event_shape == ()
+        out = {
+            "logits": dist.logits,
+            "probs": dist.probs,
+            "entropy": dist.entropy(),
+            "log_prob": dist.log_prob(actions),
+            # sample-shaped actions take Categorical's broadcasting path
+            "log_prob_samples": dist.log_prob(samples),
+        }
+        objective = (out["log_prob"] * weights.to(dtype) + out["entropy"]).sum()
+        (out["grad"],) = torch.autograd.grad(objective, x)
+        return {name: value.detach().double() for name, value in out.items()}
+
+    truth = evaluate(torch.distributions.Categorical, torch.float64)
+    fast = evaluate(GumbelCategorical, torch.float32)
+    plain = evaluate(torch.distributions.Categorical, torch.float32)
+    # a row that allows nothing is uniform here; Categorical's logits there are 0, not
+    # log(1 / K) (logsumexp loses log K against -3.4e38), so it is checked on its own below
+    some = (logits != MASKED_LOGIT).any(-1)
+    for name, expected in truth.items():
+        rows = some if expected.shape[-len(some.shape) :] == some.shape else some.unsqueeze(-1)
+        keep = rows.expand_as(expected) & (expected > MASKED_LOGIT / 2)  # not a masked log-p
+        for got in (fast[name], plain[name]):  # the tolerance is float32 Categorical's own
+            assert name == "logits" or torch.isfinite(got).all(), name
+            torch.testing.assert_close(got[keep], expected[keep], rtol=1e-5, atol=2e-5, msg=name)
+    if masked:  # a masked action gets probability 0 and its logit no gradient
+        masked_out = (logits < MASKED_LOGIT / 2) & some.unsqueeze(-1).expand_as(logits)
+        assert masked_out.any()
+        assert (fast["probs"][masked_out] == 0).all()
+        assert (fast["grad"][masked_out] == 0).all()
+        uniform = math.log(shape[-1])  # a row that allows nothing: the uniform distribution
+        for name, expected in (("logits", -uniform), ("entropy", uniform)):
+            got = fast[name][~some]
+            torch.testing.assert_close(got, torch.full_like(got, expected), rtol=1e-6, atol=1e-6)
 
 
 def _reference_episodes(rewards, done, mask, running_return, running_length):

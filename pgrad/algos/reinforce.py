@@ -47,9 +47,9 @@ from pgrad.returns import discounted_returns, gae
 from pgrad.rollout import Batch, Rollout
 
 
-def advantage_stats(advantages: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
-    """``diagnostics/advantage_mean`` and ``advantage_std`` over the masked entries."""
-    masked = advantages[mask]
+def advantage_stats(advantages: torch.Tensor, mask: torch.Tensor | None) -> dict[str, float]:
+    """``diagnostics/advantage_mean`` and ``advantage_std`` over the masked entries (all: None)."""
+    masked = advantages if mask is None else advantages[mask]
     return {
         "diagnostics/advantage_mean": float(masked.mean()) if masked.numel() else 0.0,
         "diagnostics/advantage_std": float(masked.std()) if masked.numel() > 1 else 0.0,
@@ -74,7 +74,8 @@ class ReinforceAlgorithm(Algorithm):
     def prepare(self, rollout: Rollout) -> Batch:
         batch = self.estimate(rollout)
         # before normalisation, which would make them 0 and 1: what the baseline left over
-        batch.stats.update(advantage_stats(batch.advantages, batch.mask))
+        real = batch.mask.flatten().nonzero().squeeze(-1)
+        batch.stats.update(advantage_stats(batch.advantages.flatten()[real], None))
         if self.config.normalize_advantages:
             batch.advantages = normalize_advantages(batch.advantages, batch.mask)
         return batch
@@ -98,12 +99,15 @@ class ReinforceAlgorithm(Algorithm):
                 c.gamma,
                 c.gae_lambda,
             )
-            stats["diagnostics/explained_variance"] = explained_variance(values, returns, mask)
+            # the real transitions, found once (boolean indexing would search the mask each time)
+            real = mask.flatten().nonzero().squeeze(-1)
+            real_values, real_returns = values.flatten()[real], returns.flatten()[real]
+            stats["diagnostics/explained_variance"] = explained_variance(real_values, real_returns)
             # well defined where explained variance is not: once every episode reaches the time
             # limit, the targets are all about 1 / (1 - gamma) and their variance vanishes
-            error = (values - returns)[mask].pow(2).mean().sqrt()
-            scale = returns[mask].pow(2).mean().sqrt().clamp(min=1e-8)
-            stats["diagnostics/value_error"] = float(error / scale) if mask.any() else 0.0
+            error = (real_values - real_returns).pow(2).mean().sqrt()
+            scale = real_returns.pow(2).mean().sqrt().clamp(min=1e-8)
+            stats["diagnostics/value_error"] = float(error / scale) if real.numel() else 0.0
         else:
             # without a critic a truncated episode or a rollout's end bootstraps from 0
             returns = (
@@ -138,8 +142,13 @@ class ReinforceAlgorithm(Algorithm):
         log_prob = dist.log_prob(batch.actions)
         assert log_prob.shape == batch.advantages.shape, (log_prob.shape, batch.advantages.shape)
         policy = reinforce_loss(log_prob, batch.advantages, batch.mask)
-        entropy = entropy_bonus(dist, log_prob, batch.mask)
-        total = policy - entropy_coef * entropy
+        if entropy_coef:
+            entropy = entropy_bonus(dist, log_prob, batch.mask)
+            total = policy - entropy_coef * entropy
+        else:  # logged only: no graph to build and differentiate through
+            with torch.no_grad():
+                entropy = entropy_bonus(dist, log_prob, batch.mask)
+            total = policy
         value = None
         if self.critic is not None:
             value = value_loss(self.critic(batch.obs), batch.returns, batch.mask)
