@@ -87,9 +87,10 @@ def greedy_exact(model: torch.nn.Module) -> float:
     return agent.evaluate(EVAL_PROMPTS, seed=EVAL_SEED)["mean_exact"]
 
 
-def run_pgrad(sequences: int, seed: int, native: bool = False) -> dict[str, float]:
-    """pgrad's sequence agent with the GPT-2 (or, ``native``, its own CausalTransformer of the
-    same size: 2 layers, width 64, 4 heads, pre-norm, GELU)."""
+def pgrad_agent(seed: int, run_dir: str, native: bool = False) -> Any:
+    """pgrad's sequence agent on Reverse with TRL's settings (group advantages, DAPO's token
+    mean), the GPT-2 as its policy (or, ``native``, its own CausalTransformer of the same size:
+    2 layers, width 64, 4 heads, pre-norm, GELU)."""
     from pgrad import Sequence, TokenPolicy
 
     class GPT2Reverse(Sequence):
@@ -99,21 +100,26 @@ def run_pgrad(sequences: int, seed: int, native: bool = False) -> dict[str, floa
                 return super().make_policy(obs_space, action_space)
             return TokenPolicy(gpt2(seed))
 
+    return GPT2Reverse(
+        env_id="pgrad/Reverse-v0",
+        env_kwargs=f"length={LENGTH}",
+        baseline="group",
+        aggregation="token_mean",
+        group_size=GROUP,
+        num_envs=PER_STEP,
+        learning_rate=LEARNING_RATE,
+        seed=seed,
+        total_steps=10**9,
+        checkpoint_every=0,
+        run_dir=run_dir,
+        quiet=True,
+    )
+
+
+def run_pgrad(sequences: int, seed: int, native: bool = False) -> dict[str, float]:
+    """pgrad's sequence agent with the GPT-2 (or, ``native``, its own transformer)."""
     with tempfile.TemporaryDirectory() as run_dir:
-        agent = GPT2Reverse(
-            env_id="pgrad/Reverse-v0",
-            env_kwargs=f"length={LENGTH}",
-            baseline="group",
-            aggregation="token_mean",
-            group_size=GROUP,
-            num_envs=PER_STEP,
-            learning_rate=LEARNING_RATE,
-            seed=seed,
-            total_steps=10**9,
-            checkpoint_every=0,
-            run_dir=run_dir,
-            quiet=True,
-        )
+        agent = pgrad_agent(seed, run_dir, native)
 
         def stop(agent: Any, metrics: dict[str, float]) -> None:
             if agent.updates * PER_STEP >= sequences:
@@ -257,27 +263,8 @@ def run_pgrad_to(
 ) -> dict[str, float]:
     """pgrad's GPT-2 trained until its greedy exact match reaches ``target`` (checked every
     ``check_every`` updates; evaluation time excluded)."""
-    from pgrad import Sequence, TokenPolicy
-
-    class GPT2Reverse(Sequence):
-        def make_policy(self, obs_space, action_space):
-            return TokenPolicy(gpt2(seed))
-
     with tempfile.TemporaryDirectory() as run_dir:
-        agent = GPT2Reverse(
-            env_id="pgrad/Reverse-v0",
-            env_kwargs=f"length={LENGTH}",
-            baseline="group",
-            aggregation="token_mean",
-            group_size=GROUP,
-            num_envs=PER_STEP,
-            learning_rate=LEARNING_RATE,
-            seed=seed,
-            total_steps=10**9,
-            checkpoint_every=0,
-            run_dir=run_dir,
-            quiet=True,
-        )
+        agent = pgrad_agent(seed, run_dir)
         trained, clock = 0.0, time.perf_counter()
         found: dict[str, float] = {}
 
