@@ -8,8 +8,9 @@
 (a) **Estimators on tokens.** REINFORCE without a baseline and with a moving average, RLOO,
 GRPO, Dr. GRPO and REINFORCE++ (``group_size`` 4), and PPO's clipped ratio on RLOO's
 advantages (``seq_clip``: 4 epochs of 4 minibatches of whole sequences, or of the whole batch),
-each trained by the ``sequence`` agent on Reverse (length 6), Sort (length 8) and Addition (3 + 3 digits, least significant digit first)
-for the same number of sequences, with the same model and learning rate, ``--seeds`` seeds each.
+each trained by the ``sequence`` agent on Reverse (length 6), Sort (length 8) and Addition
+(3 + 3 digits, least significant digit first) for the same number of sequences, with the same
+model and learning rate, ``--seeds`` seeds each.
 Reported: the greedy exact-match rate and per-token accuracy on 500 held-out prompts at the
 end, and the sequences sampled until a training batch's mean per-token accuracy (its mean
 reward) first reached 0.9.
