@@ -54,6 +54,8 @@ the gradient is the plain loss's, so one epoch of one minibatch learns exactly a
 switch; later steps reuse the rollout, which the ratio corrects and the clip bounds. Each step
 logs ``diagnostics/approx_kl`` and ``diagnostics/clip_fraction`` over its real tokens as PPO does
 (:func:`pgrad.algos.ppo.ratio_diagnostics`), and ``target_kl`` ends the epochs early as PPO's.
+The advantages stay those of the whole rollout (group baselines need the whole group;
+``normalize_advantages`` acts once, in ``prepare``, not per minibatch as PPO's).
 
 It is a switch of its own, not implied by ``update_epochs > 1``: several epochs of the plain
 loss (REINFORCE repeated on the same rollout) remain what they were, and with one step the
