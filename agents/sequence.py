@@ -31,7 +31,8 @@ class Sequence(Agent):
 
     ``baseline``: none, ema, loo (RLOO), group (GRPO), drgrpo, rpp (REINFORCE++), pomo, greedy
     (Kool's greedy rollout); ``aggregation``: seq_sum (unbiased), seq_mean, token_mean,
-    token_sum_norm; ``kl_coef`` and ``kl_estimator`` (k1, k3) for a KL to the starting policy.
+    token_sum_norm; ``kl_coef`` and ``kl_estimator`` (k1, k3) for a KL to the starting policy;
+    ``seq_clip`` for PPO's clipped ratio per token over ``update_epochs x num_minibatches`` steps.
     """
 
     name = "sequence"

@@ -6,9 +6,11 @@
     python bench/sequences.py --part g [--sequences 150000] [--goals "sort8 rloo;add3 rloo"]
 
 (a) **Estimators on tokens.** REINFORCE without a baseline and with a moving average, RLOO,
-GRPO, Dr. GRPO and REINFORCE++ (``group_size`` 4), each trained by the ``sequence`` agent on
-Reverse (length 6), Sort (length 8) and Addition (3 + 3 digits, least significant digit first)
-for the same number of sequences, with the same model and learning rate, ``--seeds`` seeds each.
+GRPO, Dr. GRPO and REINFORCE++ (``group_size`` 4), and PPO's clipped ratio on RLOO's
+advantages (``seq_clip``: 4 epochs of 4 minibatches of whole sequences, or of the whole batch),
+each trained by the ``sequence`` agent on Reverse (length 6), Sort (length 8) and Addition
+(3 + 3 digits, least significant digit first) for the same number of sequences, with the same
+model and learning rate, ``--seeds`` seeds each.
 Reported: the greedy exact-match rate and per-token accuracy on 500 held-out prompts at the
 end, and the sequences sampled until a training batch's mean per-token accuracy (its mean
 reward) first reached 0.9.
@@ -58,7 +60,14 @@ ESTIMATORS: dict[str, str] = {
     "group": "GRPO",
     "drgrpo": "Dr. GRPO",
     "rpp": "REINFORCE++",
+    "ppo_clip": "PPO-clip (RLOO, 4 epochs x 4 minibatches)",
+    "ppo_clip_1mb": "PPO-clip (RLOO, 4 epochs x 1 batch)",
 }
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "ppo_clip": ("loo", {"seq_clip": True, "update_epochs": 4, "num_minibatches": 4}),
+    "ppo_clip_1mb": ("loo", {"seq_clip": True, "update_epochs": 4}),
+}
+"""Rows that are a baseline plus other settings: (baseline, config overrides)."""
 EVAL_PROMPTS = 500
 EVAL_SEED = 777
 OPTIMUM_TSP20 = 3.84
@@ -164,7 +173,8 @@ def part_a(args: argparse.Namespace) -> None:
         env_id, env_kwargs = TASKS[task]
         for estimator in estimators:
             for seed in range(1, args.seeds + 1):
-                run = train_tokens(env_id, env_kwargs, estimator, seed, args.sequences)
+                baseline, extra = VARIANTS.get(estimator, (estimator, {}))
+                run = train_tokens(env_id, env_kwargs, baseline, seed, args.sequences, extra)
                 results.setdefault((task, estimator), []).append(run)
                 to_90 = f"{run['to_90']:,}" if run["to_90"] else "not reached"
                 print(

@@ -143,6 +143,8 @@ class Config:
     """Episode-end info keys to log as charts/<key> and report in evaluation, comma separated (besides those the env declares)."""
     aggregation: str = "seq_sum"
     """Sequence agents: how token terms add up to the loss: seq_sum (unbiased REINFORCE), seq_mean (GRPO), token_mean (DAPO), token_sum_norm (Dr. GRPO)."""
+    seq_clip: bool = False
+    """Sequence agents: learn from PPO's clipped ratio to the collecting policy (clip_coef) per token, for several epochs (update_epochs) of whole-sequence minibatches (num_minibatches)."""
     kl_coef: float = 0.0
     """Sequence agents: weight of the KL to the starting policy (0: no reference kept)."""
     kl_estimator: str = "k1"

@@ -113,6 +113,35 @@ def clipped_surrogate_loss(
         >>> clipped_surrogate_loss(log_prob, torch.zeros(2), torch.tensor([1.0, -1.0]), 0.2)
         tensor(-0.2000)
     """
+    return -_masked_mean(
+        clipped_surrogate(log_prob, old_log_prob, advantages, clip_coef, mask), mask
+    )
+
+
+def clipped_surrogate(
+    log_prob: Tensor,
+    old_log_prob: Tensor,
+    advantages: Tensor,
+    clip_coef: float,
+    mask: Tensor | None = None,
+) -> Tensor:
+    """PPO's clipped objective per sample, unreduced: ``min(r_t A_t, clip(r_t, 1-eps, 1+eps) A_t)``.
+
+    The terms :func:`clipped_surrogate_loss` averages, for a caller that reduces them another
+    way (the sequence algorithm aggregates them over tokens as ``sequence_policy_loss`` does).
+    Shapes and arguments as :func:`clipped_surrogate_loss`; returns ``[*B]``, the objective (to
+    maximise), with gradient through ``log_prob`` only. A masked-out entry's log-ratio is taken
+    as 0 before the exponential (a nan there would give a nan gradient, ``0 * nan``); its term
+    is then ``A_t``, not zero: reduce with the mask.
+
+    Raises:
+        ValueError: if the shapes differ or ``clip_coef <= 0``.
+
+    Example:
+        >>> log_prob = torch.log(torch.tensor([1.5, 0.5]))
+        >>> clipped_surrogate(log_prob, torch.zeros(2), torch.tensor([1.0, -1.0]), 0.2)
+        tensor([ 1.2000, -0.8000])
+    """
     if not clip_coef > 0:
         raise ValueError(f"clip_coef must be > 0, got {clip_coef!r}")
     _check_same_shape(
@@ -124,7 +153,7 @@ def clipped_surrogate_loss(
         log_ratio = torch.where(_as_bool(mask, "mask"), log_ratio, 0.0)
     ratio = torch.exp(log_ratio)
     clipped = ratio.clamp(1.0 - clip_coef, 1.0 + clip_coef)
-    return -_masked_mean(torch.minimum(ratio * advantages, clipped * advantages), mask)
+    return torch.minimum(ratio * advantages, clipped * advantages)
 
 
 def entropy_bonus(
@@ -515,6 +544,7 @@ def _check_same_shape(**tensors: Tensor | None) -> None:
 __all__ = [
     "AGGREGATIONS",
     "LossParts",
+    "clipped_surrogate",
     "clipped_surrogate_loss",
     "clipped_value_loss",
     "entropy_bonus",

@@ -125,3 +125,92 @@ def test_kl_estimators_expectations_and_gradients_by_enumeration():
     # ... and k1's is zero: it belongs in the reward, not in the loss.
     (k1_grad,) = torch.autograd.grad((p * kl_k1(log_p, ref)).sum(), theta)
     torch.testing.assert_close(k1_grad, torch.zeros(4, dtype=torch.float64))
+
+
+# --- PPO's clipped ratio per token (seq_clip) ---------------------------------------------------
+
+
+class _GivenLogProbs:
+    """A distribution whose log-probabilities are given: ``log_prob`` returns them as they are."""
+
+    def __init__(self, log_probs: torch.Tensor) -> None:
+        self.log_probs = log_probs
+
+    def log_prob(self, actions: torch.Tensor) -> torch.Tensor:
+        return self.log_probs
+
+    def entropy(self) -> torch.Tensor:
+        return torch.zeros_like(self.log_probs)
+
+
+class _TablePolicy(torch.nn.Module):
+    """``log pi(o_it)`` is a parameter ``[T, N]``: the loss's gradient is d loss / d l_it."""
+
+    def __init__(self, log_probs: torch.Tensor) -> None:
+        super().__init__()
+        self.log_probs = torch.nn.Parameter(log_probs.clone())
+
+    def forward(self, obs: torch.Tensor) -> _GivenLogProbs:
+        return _GivenLogProbs(self.log_probs)
+
+
+NAN = float("nan")
+# Time-major [T=3, N=2]: sequence 0 has 3 tokens (A = +2), sequence 1 has 2 (A = -3), then junk.
+CLIP_MASK = torch.tensor([[1, 1], [1, 1], [1, 0]], dtype=torch.bool)
+CLIP_RATIOS = [[1.5, 0.5], [1.0, 1.5], [0.5, NAN]]
+CLIP_OLD = torch.tensor([[-1.0, -0.5], [-2.0, -1.5], [-0.3, NAN]])
+
+
+def _clipped_batch(old_log_probs: torch.Tensor):
+    from pgrad.algos.sequence import SequenceBatch
+
+    advantages = torch.tensor([2.0, -3.0]).expand(3, -1)
+    return SequenceBatch(
+        obs=torch.zeros(3, 2),
+        actions=torch.zeros(3, 2, dtype=torch.long),
+        mask=CLIP_MASK,
+        advantages=advantages,
+        old_log_probs=old_log_probs,
+    )
+
+
+@pytest.mark.parametrize(
+    "aggregation,expected,grad",
+    [
+        # eps = 0.2. Per-token objectives min(r A, clip(r) A):
+        #   A = +2: r 1.5 -> 2.4 (clipped above, no gradient); r 1.0 -> 2 (d/dl = r A = 2);
+        #           r 0.5 -> 1.0 (below 1 - eps, worse: kept, d/dl = 1)
+        #   A = -3: r 0.5 -> -2.4 (clipped below, no gradient); r 1.5 -> -4.5 (above 1 + eps,
+        #           worse: kept, d/dl = -4.5)
+        # sums 5.4 and -6.9; loss = -aggregate.
+        ("seq_sum", 0.75, [[0.0, 0.0], [-1.0, 2.25], [-0.5, 0.0]]),
+        # -(5.4 / 3 - 6.9 / 2) / 2; d/dl_it = -r A / (B |o_i|)
+        ("seq_mean", 0.825, [[0.0, 0.0], [-1 / 3, 1.125], [-1 / 6, 0.0]]),
+        # -(5.4 - 6.9) / 5 tokens
+        ("token_mean", 0.3, [[0.0, 0.0], [-0.4, 0.9], [-0.2, 0.0]]),
+        # -(5.4 - 6.9) / (2 sequences * 3 positions)
+        ("token_sum_norm", 0.25, [[0.0, 0.0], [-1 / 3, 0.75], [-1 / 6, 0.0]]),
+    ],
+)
+def test_clipped_sequence_loss_by_hand_on_both_sides_of_the_clip(aggregation, expected, grad):
+    from pgrad.algos.sequence import SequenceAlgorithm
+    from pgrad.config import Config
+
+    config = Config(
+        rollout="episodes", baseline="none", seq_clip=True, clip_coef=0.2, aggregation=aggregation
+    )
+    ratios = torch.tensor(CLIP_RATIOS)
+    policy = _TablePolicy(torch.where(CLIP_MASK, CLIP_OLD + ratios.log(), NAN))
+    # old log-probs that could carry a gradient: the loss must treat them as constants
+    old = CLIP_OLD.clone().requires_grad_(True)
+    algorithm = SequenceAlgorithm(policy, None, config)
+    parts = algorithm.loss(_clipped_batch(old), entropy_coef=0.0)
+    torch.testing.assert_close(parts.policy, torch.tensor(expected))
+    parts.total.backward()
+    torch.testing.assert_close(policy.log_probs.grad, torch.tensor(grad))
+    assert old.grad is None
+    # PPO's diagnostics over the 5 real tokens: 4 of them have |r - 1| > 0.2
+    real = ratios[CLIP_MASK]
+    assert float(parts.extras["diagnostics/clip_fraction"]) == pytest.approx(0.8)
+    approx_kl = ((real - 1) - real.log()).mean()
+    torch.testing.assert_close(parts.extras["diagnostics/approx_kl"], approx_kl)

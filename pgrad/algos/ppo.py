@@ -110,11 +110,16 @@ class PPOAlgorithm(ReinforceAlgorithm):
 
     def stop_epochs(self, parts: list[LossParts]) -> bool:
         """Early stopping on ``target_kl``: the epoch's mean approximate KL exceeded it."""
-        target = self.config.target_kl
-        if target is None or not parts:
-            return False
-        kl = sum(float(p.extras["diagnostics/approx_kl"]) for p in parts) / len(parts)
-        return kl > target
+        return approx_kl_exceeds(parts, self.config.target_kl)
+
+
+def approx_kl_exceeds(parts: list[LossParts], target: float | None) -> bool:
+    """Whether an epoch's steps' mean ``diagnostics/approx_kl`` exceeds ``target`` (``None``:
+    never); ``parts`` are the epoch's :class:`LossParts`, each with that extra."""
+    if target is None or not parts:
+        return False
+    kl = sum(float(p.extras["diagnostics/approx_kl"]) for p in parts) / len(parts)
+    return kl > target
 
 
 @torch.no_grad()
@@ -148,4 +153,4 @@ def ratio_diagnostics(
     }
 
 
-__all__ = ["PPOAlgorithm", "ratio_diagnostics"]
+__all__ = ["PPOAlgorithm", "approx_kl_exceeds", "ratio_diagnostics"]
