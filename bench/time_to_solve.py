@@ -54,8 +54,12 @@ def learners(env_id: str) -> list[tuple[str, dict[str, Any]]]:
         rows.insert(
             0, ("pgrad `cartpole-fast` preset", {"library": "pgrad", "agent": "cartpole-fast"})
         )
-    if env_id in ("Acrobot-v1", "Pendulum-v1"):
-        name = PRESETS[env_id].name
+    # Pendulum's default preset is PPO; its vectorised-env rows are about the A2C preset
+    vectorised = {"Acrobot-v1": PRESETS["Acrobot-v1"].name, "Pendulum-v1": "pendulum-a2c"}
+    if env_id == "Pendulum-v1":
+        rows.append(("pgrad `pendulum-a2c` preset", {"library": "pgrad", "agent": "pendulum-a2c"}))
+    if env_id in vectorised:
+        name = vectorised[env_id]
         rows.append(
             (
                 f"pgrad `{name}` preset, sync envs",
@@ -65,7 +69,7 @@ def learners(env_id: str) -> list[tuple[str, dict[str, Any]]]:
     # the sizes the presets had before their environments stepped as numpy arrays
     former = {"Acrobot-v1": (16, 16), "Pendulum-v1": (16, 8)}
     if env_id in former:
-        name = PRESETS[env_id].name
+        name = vectorised[env_id]
         envs, steps = former[env_id]
         rows.append(
             (
