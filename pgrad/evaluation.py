@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pgrad.config import check_seed
 from pgrad.envs_util import accepts_seed_list, derive_seed, episode_cap
 from pgrad.rollout import Collector
 
@@ -32,6 +33,8 @@ def evaluate(
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
+    if seed is not None:
+        check_seed(seed)  # one line here, not Gymnasium's traceback from the first reset
     seed = agent.config.seed + 10_000 if seed is None else seed
     envs = agent.make_env(episodes)
     try:

@@ -211,6 +211,17 @@ def test_the_seed_range_is_what_numpy_torch_and_gymnasium_all_accept():
             Config(seed=seed)
 
 
+def test_evaluate_from_python_checks_its_seed():
+    """``Agent.evaluate(seed=-1)`` names the range instead of ending in Gymnasium's reset."""
+    from pgrad import Reinforce
+
+    agent = Reinforce(env_id="pgrad/Bandit-v0", num_envs=2, quiet=True, checkpoint_every=0)
+    with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 4294967295\]"):
+        agent.evaluate(2, seed=-1)
+    assert agent.evaluate(2, seed=SEED_MAX)["episodes"] == 2
+    agent.envs.close()
+
+
 def test_integers_keep_their_digits():
     assert parse_int("99999999999999999999999") == 99999999999999999999999
     assert parse_int("1_000") == parse_int("1e3") == 1000

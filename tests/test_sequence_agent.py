@@ -470,7 +470,7 @@ def test_episode_infos_named_in_the_config_are_kept(tmp_path):
 
 
 @pytest.mark.slow
-def test_reverse_is_learned_through_the_agent(one_thread):
+def test_reverse_is_learned_through_the_agent(one_thread, tmp_path):
     """Reverse-3 with RLOO, fixed seed: greedy exact match from ~0 (chance 11^-3) to > 0.9."""
     agent = Reverse(
         env_kwargs="length=3",
@@ -479,6 +479,7 @@ def test_reverse_is_learned_through_the_agent(one_thread):
         total_steps=36_000,
         seed=1,
         quiet=True,
+        run_dir=tmp_path / "run",
     )
     before = agent.evaluate(episodes=200)["mean_exact"]
     agent.train()
@@ -489,7 +490,7 @@ def test_reverse_is_learned_through_the_agent(one_thread):
 
 
 @pytest.mark.slow
-def test_reverse_is_learned_with_the_clipped_ratio(one_thread):
+def test_reverse_is_learned_with_the_clipped_ratio(one_thread, tmp_path):
     """Reverse-3, RLOO advantages with seq_clip (4 epochs x 4 minibatches), fixed seed: greedy
     exact match from ~0 to > 0.9 in 12 updates (the plain loss stays near 0 with these)."""
     agent = Reverse(
@@ -502,6 +503,7 @@ def test_reverse_is_learned_with_the_clipped_ratio(one_thread):
         total_steps=9216,
         seed=1,
         quiet=True,
+        run_dir=tmp_path / "run",
     )
     before = agent.evaluate(episodes=200)["mean_exact"]
     agent.train()
@@ -512,7 +514,7 @@ def test_reverse_is_learned_with_the_clipped_ratio(one_thread):
 
 
 @pytest.mark.slow
-def test_tsp_is_learned_through_the_agent_with_pomo(one_thread):
+def test_tsp_is_learned_through_the_agent_with_pomo(one_thread, tmp_path):
     """TSP10, POMO (10 starts per instance, shared mean): greedy tours shorter than nearest
     neighbour's on 200 fixed instances; the untrained policy is far longer."""
     n = 10
@@ -527,6 +529,7 @@ def test_tsp_is_learned_through_the_agent_with_pomo(one_thread):
         total_steps=32 * n * n * 120,
         seed=0,
         quiet=True,
+        run_dir=tmp_path / "run",
     )
 
     def lengths() -> tuple[float, float]:
