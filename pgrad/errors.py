@@ -44,10 +44,25 @@ def first_line(err: BaseException) -> str:
 __all__ = [
     "CheckpointError",
     "EnvError",
+    "MemoryBudgetError",
     "NonFiniteError",
+    "SpaceError",
     "StaleRolloutError",
     "TrainingError",
+    "TuneError",
     "UsageError",
     "WorkerError",
     "first_line",
 ]
+
+
+class MemoryBudgetError(ValueError):
+    """A run whose estimated memory is more than this machine has available."""
+
+
+class SpaceError(ValueError):
+    """A search space that cannot be right (an unknown key, a malformed spec)."""
+
+
+class TuneError(RuntimeError):
+    """The study cannot go on (its runs' folder is taken, every trial fails)."""

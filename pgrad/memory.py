@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 
 from gymnasium import spaces
 
+from pgrad.errors import MemoryBudgetError
+
 if TYPE_CHECKING:
     from pgrad.config import Config
 
@@ -71,10 +73,6 @@ LARGE_BYTES = 2**30
 """From this estimated size on, the CLI says what it is building before it starts."""
 LARGE_NUM_ENVS = 10_000
 """From this many environments on, the CLI says what it is building before it starts."""
-
-
-class MemoryBudgetError(ValueError):
-    """A run whose estimated memory is more than this machine has available."""
 
 
 @dataclass(frozen=True)

@@ -31,14 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from pgrad.config import BASELINES, SEQUENCE_BASELINES, Config, field_types, parse_value
-from pgrad.errors import first_line
+from pgrad.errors import SpaceError, first_line
 
 SET_BY_TUNE = ("env_id", "seed", "total_steps")
 """Keys that ``pgrad tune``'s own arguments set: a space cannot search them."""
-
-
-class SpaceError(ValueError):
-    """A search space that cannot be right (an unknown key, a malformed spec)."""
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from typing import Any
 
 from pgrad.agent import Agent, TrainingError
 from pgrad.config import Config
+from pgrad.errors import TuneError
 from pgrad.search_space import Space
 
 HEARTBEAT_INTERVAL = 30
@@ -47,10 +48,6 @@ MAX_FAILURES_IN_A_ROW = 10
 """Stop when this many trials in a row fail (a config error, non-finite training)."""
 EVAL_SEED_OFFSET = 10_000
 """Evaluation episodes are seeded ``seed + EVAL_SEED_OFFSET``, as ``pgrad eval`` does."""
-
-
-class TuneError(RuntimeError):
-    """The study cannot go on (its runs' folder is taken, every trial fails)."""
 
 
 class _InvalidTrial(Exception):
