@@ -67,8 +67,6 @@ class AcrobotVectorEnv(ClassicControlVectorEnv):
     def __init__(
         self, num_envs: int = 1, max_episode_steps: int | None = 500, render_mode: str | None = None
     ) -> None:
-        if render_mode is not None:
-            raise ValueError(f"{type(self).__name__} does not render (render_mode={render_mode!r})")
         high = np.array([1.0, 1.0, 1.0, 1.0, self.MAX_VEL_1, self.MAX_VEL_2], dtype=np.float32)
         super().__init__(
             num_envs,
@@ -76,6 +74,7 @@ class AcrobotVectorEnv(ClassicControlVectorEnv):
             spaces.Box(low=-high, high=high, dtype=np.float32),
             spaces.Discrete(3),
             state_size=4,
+            render_mode=render_mode,
         )
         self._fresh = np.zeros(self.num_envs, dtype=bool)  # reset since the last step
         self._max_velocity = np.array([[self.MAX_VEL_1], [self.MAX_VEL_2]])

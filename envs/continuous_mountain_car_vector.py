@@ -59,8 +59,6 @@ class ContinuousMountainCarVectorEnv(ClassicControlVectorEnv):
         render_mode: str | None = None,
         goal_velocity: float = 0,
     ) -> None:
-        if render_mode is not None:
-            raise ValueError(f"{type(self).__name__} does not render (render_mode={render_mode!r})")
         self.goal_velocity = goal_velocity
         low = np.array([self.min_position, -self.max_speed], dtype=np.float32)
         high = np.array([self.max_position, self.max_speed], dtype=np.float32)
@@ -70,6 +68,7 @@ class ContinuousMountainCarVectorEnv(ClassicControlVectorEnv):
             spaces.Box(low, high, dtype=np.float32),
             spaces.Box(self.min_action, self.max_action, shape=(1,), dtype=np.float32),
             state_size=2,
+            render_mode=render_mode,
         )
         self._fresh = np.zeros(self.num_envs, dtype=bool)  # float64 state: first step
 

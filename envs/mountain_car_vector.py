@@ -48,8 +48,6 @@ class MountainCarVectorEnv(ClassicControlVectorEnv):
         render_mode: str | None = None,
         goal_velocity: float = 0,
     ) -> None:
-        if render_mode is not None:
-            raise ValueError(f"{type(self).__name__} does not render (render_mode={render_mode!r})")
         self.goal_velocity = goal_velocity
         low = np.array([self.min_position, -self.max_speed], dtype=np.float32)
         high = np.array([self.max_position, self.max_speed], dtype=np.float32)
@@ -59,6 +57,7 @@ class MountainCarVectorEnv(ClassicControlVectorEnv):
             spaces.Box(low, high, dtype=np.float32),
             spaces.Discrete(3),
             state_size=2,
+            render_mode=render_mode,
         )
 
     def _start(self, rng: np.random.Generator, options: dict[str, Any] | None) -> np.ndarray:

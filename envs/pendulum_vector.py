@@ -54,8 +54,6 @@ class PendulumVectorEnv(ClassicControlVectorEnv):
         render_mode: str | None = None,
         g: float = 10.0,
     ) -> None:
-        if render_mode is not None:
-            raise ValueError(f"{type(self).__name__} does not render (render_mode={render_mode!r})")
         self.g = g
         high = np.array([1.0, 1.0, self.max_speed], dtype=np.float32)
         super().__init__(
@@ -64,6 +62,7 @@ class PendulumVectorEnv(ClassicControlVectorEnv):
             spaces.Box(low=-high, high=high, dtype=np.float32),
             spaces.Box(low=-self.max_torque, high=self.max_torque, shape=(1,), dtype=np.float32),
             state_size=2,
+            render_mode=render_mode,
         )
 
     def _start(self, rng: np.random.Generator, options: dict[str, Any] | None) -> np.ndarray:

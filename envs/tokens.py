@@ -49,7 +49,6 @@ environment, as ``SyncVectorEnv`` does.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -58,6 +57,8 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
+
+from pgrad.envs.checks import int_at_least
 
 PAD, SEP, EOS = 0, 1, 2
 SPECIAL_TOKENS = ("<pad>", "<sep>", "<eos>")
@@ -110,8 +111,8 @@ class TokenTask(gym.Env):
     ) -> None:
         if len(symbols) < 1:
             raise ValueError("a token task needs at least one symbol")
-        self.max_prompt_length = _positive_int("max_prompt_length", max_prompt_length)
-        self.max_answer_length = _positive_int("max_answer_length", max_answer_length)
+        self.max_prompt_length = int_at_least("max_prompt_length", max_prompt_length)
+        self.max_answer_length = int_at_least("max_answer_length", max_answer_length)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
         self.render_mode = render_mode
@@ -254,13 +255,13 @@ class _SymbolSequenceTask(TokenTask):
         min_length: int | None = None,
         render_mode: str | None = None,
     ) -> None:
-        self.length = _positive_int("length", length)
+        self.length = int_at_least("length", length)
         self.min_length = (
-            self.length if min_length is None else _positive_int("min_length", min_length)
+            self.length if min_length is None else int_at_least("min_length", min_length)
         )
         if self.min_length > self.length:
             raise ValueError(f"min_length must be <= length, got {min_length} > {length}")
-        self.num_symbols = _positive_int("num_symbols", num_symbols)
+        self.num_symbols = int_at_least("num_symbols", num_symbols)
         symbols = [str(i) for i in range(self.num_symbols)]
         super().__init__(symbols, self.length, self.length, render_mode)
 
@@ -335,8 +336,8 @@ class AdditionEnv(TokenTask):
         min_digits: int | None = None,
         render_mode: str | None = None,
     ) -> None:
-        self.digits = _positive_int("digits", digits)
-        self.min_digits = None if min_digits is None else _positive_int("min_digits", min_digits)
+        self.digits = int_at_least("digits", digits)
+        self.min_digits = None if min_digits is None else int_at_least("min_digits", min_digits)
         if self.min_digits is not None and self.min_digits > self.digits:
             raise ValueError(f"min_digits must be <= digits, got {min_digits} > {digits}")
         self.least_significant_first = bool(least_significant_first)
@@ -392,7 +393,7 @@ class TokenTaskVectorEnv(VectorEnv):
         max_episode_steps: int | None = None,
         **kwargs: Any,
     ) -> None:
-        self.num_envs = _positive_int("num_envs", num_envs)
+        self.num_envs = int_at_least("num_envs", num_envs)
         self.tasks: list[TokenTask] = [task(**kwargs) for _ in range(self.num_envs)]
         first = self.tasks[0]
         self.single_observation_space = first.observation_space
@@ -482,16 +483,6 @@ def addition_vector(**kwargs: Any) -> TokenTaskVectorEnv:
 
 def _to_number(digits: np.ndarray) -> int:
     return int("".join(str(int(d)) for d in digits))
-
-
-def _positive_int(name: str, value: int) -> int:
-    try:
-        valid = not isinstance(value, bool) and operator.index(value) >= 1
-    except TypeError:
-        valid = False
-    if not valid:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
 
 
 __all__ = [

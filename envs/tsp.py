@@ -33,7 +33,6 @@ Lewis, 1977: about 25% and 10% above the optimum on random uniform instances).
 from __future__ import annotations
 
 import itertools
-import operator
 from typing import Any
 
 import gymnasium as gym
@@ -41,6 +40,8 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
+
+from pgrad.envs.checks import int_at_least
 
 BRUTE_FORCE_MAX_CITIES = 9
 
@@ -167,7 +168,7 @@ class TSPEnv(gym.Env):
     metadata = {"render_modes": ["ansi"], "episode_info_keys": ("tour_length",)}
 
     def __init__(self, n: int = 20, render_mode: str | None = None) -> None:
-        self.n = _check_n(n)
+        self.n = int_at_least("n (the number of cities)", n, 2)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
         self.render_mode = render_mode
@@ -252,9 +253,9 @@ class TSPVectorEnv(VectorEnv):
         distinct_starts: bool = False,
         max_episode_steps: int | None = None,
     ) -> None:
-        self.num_envs = _check_positive("num_envs", num_envs)
-        self.n = _check_n(n)
-        self.group_size = _check_positive("group_size", group_size)
+        self.num_envs = int_at_least("num_envs", num_envs)
+        self.n = int_at_least("n (the number of cities)", n, 2)
+        self.group_size = int_at_least("group_size", group_size)
         self.distinct_starts = bool(distinct_starts)
         self.starts = np.arange(self.num_envs) % self.group_size % self.n
         if self.num_envs % self.group_size:
@@ -351,26 +352,6 @@ def _check_coords(coords: np.ndarray) -> int:
     if len(shape) != 2 or shape[1] != 2 or shape[0] < 1:
         raise ValueError(f"coords must be [n, 2] with n >= 1, got shape {shape}")
     return int(shape[0])
-
-
-def _check_positive(name: str, value: int) -> int:
-    try:
-        valid = not isinstance(value, bool) and operator.index(value) >= 1
-    except TypeError:
-        valid = False
-    if not valid:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
-
-
-def _check_n(n: int) -> int:
-    try:
-        valid = not isinstance(n, bool) and operator.index(n) >= 2
-    except TypeError:
-        valid = False
-    if not valid:
-        raise ValueError(f"n (the number of cities) must be an integer >= 2, got {n!r}")
-    return int(n)
 
 
 __all__ = [

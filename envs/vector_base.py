@@ -65,7 +65,10 @@ class ClassicControlVectorEnv(VectorEnv):
         single_observation_space: spaces.Space,
         single_action_space: spaces.Space,
         state_size: int,
+        render_mode: str | None = None,
     ) -> None:
+        if render_mode is not None:  # rendering is Gymnasium's single environment's job
+            raise ValueError(f"{type(self).__name__} does not render (render_mode={render_mode!r})")
         if int(num_envs) < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         if max_episode_steps is not None and int(max_episode_steps) < 1:
